@@ -1,0 +1,147 @@
+//! `ivt bench`: throughput measurements (printed as JSON on stdout, a summary on stderr).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use super::common::parse_dtype;
+use crate::image::Pixels;
+use crate::model::{parse_device, weights, Encoder, IvtConfig, IvtModel, PRESETS};
+use crate::text::{TextTokenizer, Tokenized};
+
+/// Benchmarks.
+#[derive(Debug, clap::Subcommand)]
+pub enum BenchCommand {
+    /// Encoder throughput with random weights: images/s and texts/s at batch 1 and 16, achieved
+    /// GFLOP/s, and the GFLOP/s of a plain f32 matmul measured in the same run.
+    Encode(EncodeBenchArgs),
+}
+
+/// Arguments of `ivt bench encode`.
+#[derive(Debug, clap::Args)]
+pub struct EncodeBenchArgs {
+    /// Architecture to measure.
+    #[arg(long, default_value = "ivt-base")]
+    pub preset: String,
+    /// Device: cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Compute precision: f32, f16 or bf16.
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+    /// Minimum seconds measured per case (after one warm-up pass).
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Batch sizes to measure.
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    pub batch_sizes: Vec<usize>,
+    /// Text length in tokens, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = 64)]
+    pub text_tokens: usize,
+}
+
+/// Runs a benchmark.
+pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Encode(args) => bench_encode(args),
+    }
+}
+
+fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
+    let cfg = IvtConfig::preset(&args.preset).ok_or_else(|| {
+        anyhow::anyhow!(
+            "unknown preset `{}`; known: {}",
+            args.preset,
+            PRESETS.join(", ")
+        )
+    })?;
+    let device = parse_device(&args.device)?;
+    let dtype = parse_dtype(&args.dtype)?;
+    let tensors = weights::random_tensors(&cfg, dtype, &device)?;
+    let model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    let encoder = Encoder::new(
+        model,
+        TextTokenizer::builtin(cfg.max_position_embeddings)?,
+        args.preset.clone(),
+    );
+
+    let matmul_gflops = matmul_gflops(&device, args.seconds.min(3.0))?;
+    eprintln!("plain f32 matmul 2048x768 @ 768x3072: {matmul_gflops:.1} GFLOP/s");
+    let [h, w] = cfg.image_size;
+    let pixels = Pixels {
+        data: (0..3 * h * w)
+            .map(|i| ((i % 255) as f32 / 127.5) - 1.0)
+            .collect(),
+        height: h,
+        width: w,
+    };
+    let text = Tokenized {
+        ids: (0..args.text_tokens)
+            .map(|i| match i {
+                0 => 101,
+                i if i + 1 == args.text_tokens => 102,
+                i => 1000 + i as u32,
+            })
+            .collect(),
+        truncated: false,
+    };
+    let mut rows = Vec::new();
+    for &bs in &args.batch_sizes {
+        let imgs: Vec<&Pixels> = vec![&pixels; bs];
+        let per_s = measure(args.seconds, bs, || encoder.embed_pixels(&imgs).map(|_| ()))?;
+        let gflops = per_s * cfg.image_flops() / 1e9;
+        eprintln!("images  batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s");
+        rows.push(serde_json::json!({"input": "image", "batch": bs, "per_second": per_s, "gflops": gflops}));
+        let txts: Vec<&Tokenized> = vec![&text; bs];
+        let per_s = measure(args.seconds, bs, || {
+            encoder.embed_tokenized(&txts).map(|_| ())
+        })?;
+        let gflops = per_s * cfg.text_flops(args.text_tokens) / 1e9;
+        eprintln!(
+            "texts   batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s ({} tokens)",
+            args.text_tokens
+        );
+        rows.push(serde_json::json!({"input": "text", "batch": bs, "tokens": args.text_tokens, "per_second": per_s, "gflops": gflops}));
+    }
+    let report = serde_json::json!({
+        "bench": "encode",
+        "preset": args.preset,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": rayon::current_num_threads(),
+        "matmul_gflops": matmul_gflops,
+        "image_gflop_per_pass": cfg.image_flops() / 1e9,
+        "text_gflop_per_pass": cfg.text_flops(args.text_tokens) / 1e9,
+        "results": rows,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// Inputs per second of `f`, which encodes `batch` inputs, after one warm-up call.
+fn measure<E: Into<anyhow::Error>>(
+    seconds: f64,
+    batch: usize,
+    mut f: impl FnMut() -> Result<(), E>,
+) -> anyhow::Result<f64> {
+    f().map_err(Into::into)?;
+    let start = Instant::now();
+    let mut n = 0usize;
+    while start.elapsed().as_secs_f64() < seconds || n == 0 {
+        f().map_err(Into::into)?;
+        n += batch;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+/// GFLOP/s of a plain f32 matmul of the shape of an MLP layer over a batch of tokens.
+pub fn matmul_gflops(device: &Device, seconds: f64) -> anyhow::Result<f64> {
+    let (m, k, n) = (2048usize, 768usize, 3072usize);
+    let a = Tensor::randn(0f32, 1f32, (m, k), device)?;
+    let b = Tensor::randn(0f32, 1f32, (k, n), device)?.to_dtype(DType::F32)?;
+    let per_s = measure(seconds, 1, || {
+        a.matmul(&b).and_then(|c| c.sum_all()).map(|_| ())
+    })?;
+    Ok(per_s * 2.0 * (m * k * n) as f64 / 1e9)
+}

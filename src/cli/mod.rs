@@ -1,0 +1,55 @@
+//! The `ivt` command line. Each subcommand lives in its own file; output meant for programs goes
+//! to stdout as JSON, logs and progress to stderr.
+
+pub mod bench;
+pub mod common;
+pub mod convert;
+pub mod encode;
+
+use clap::{Parser, Subcommand};
+
+/// Text-based person retrieval with IVT.
+#[derive(Debug, Parser)]
+#[command(name = "ivt", version, about, long_about = None)]
+pub struct Cli {
+    /// Log as JSON lines (for log collectors) instead of human-readable text.
+    #[arg(long, global = true, env = "IVT_JSON_LOGS")]
+    pub json_logs: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Encode texts and images into L2-normalised embeddings (JSON lines on stdout).
+    Encode(encode::EncodeArgs),
+    /// Convert a checkpoint (.pth or safetensors) into a clean model directory.
+    Convert(convert::ConvertArgs),
+    /// Measure speed.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+/// Logs go to stderr so that stdout stays machine-readable (`ivt ... | jq`).
+pub fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Encode(args) => encode::run(args),
+        Command::Convert(args) => convert::run(args),
+        Command::Bench(cmd) => bench::run(cmd),
+    }
+}

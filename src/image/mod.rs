@@ -1,0 +1,9 @@
+//! Image preprocessing: decoding person crops and turning them into the model's input, exactly
+//! as the authors' evaluation loader (PIL `convert('RGB')`, `T.Resize` bilinear with antialiasing,
+//! `ToTensor`, `Normalize(mean, std)`).
+
+mod preprocess;
+
+pub use preprocess::{
+    decode, load, preprocess, resize_rgb, to_tensor, DecodeLimits, ImageError, Pixels,
+};

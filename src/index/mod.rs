@@ -1,0 +1,1 @@
+//! The persisted gallery index: HNSW graph, stored embeddings, metadata and manifest.

@@ -1,0 +1,356 @@
+//! The IVT network (`UVT_Bert_IMG_TXT_MASK` in the authors' code): one ViT-shaped transformer
+//! for both modalities. LayerNorms and attention are shared; each block has one feed-forward
+//! layer per modality (`mlp_vis`, `mlp_txt`). Struct nesting mirrors the checkpoint names, so
+//! loading needs no renaming beyond the `module.`/`encoder_vl.` prefixes.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+
+use super::config::IvtConfig;
+
+/// Which tower's inputs and feed-forward layers a forward pass uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Modality {
+    /// Person images: patch embedding, `mlp_vis`.
+    Image,
+    /// Descriptions: BERT embeddings, `mlp_txt`.
+    Text,
+}
+
+/// Regularisation used only in training (the authors' drop-path and embedding dropout).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrainOptions {
+    /// Maximum stochastic-depth rate, reached linearly at the last block.
+    pub drop_path: f32,
+    /// Dropout after the image and text embeddings.
+    pub embed_dropout: f32,
+}
+
+/// Overlapping patch embedding: a conv with kernel `patch_size` and stride `stride`.
+#[derive(Debug, Clone)]
+struct PatchEmbed {
+    proj: Conv2d,
+}
+
+impl PatchEmbed {
+    fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let conv_cfg = Conv2dConfig {
+            stride: cfg.stride,
+            ..Default::default()
+        };
+        let proj = candle_nn::conv2d(3, cfg.hidden_size, cfg.patch_size, conv_cfg, vb.pp("proj"))?;
+        Ok(Self { proj })
+    }
+
+    /// `[B, 3, H, W]` → `[B, rows*cols, D]`, row-major over the patch grid.
+    fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.proj.forward(pixels)?.flatten_from(2)?.transpose(1, 2)
+    }
+}
+
+/// BERT embeddings: word + position + token type (always 0), then LayerNorm (eps 1e-12).
+#[derive(Debug, Clone)]
+struct BertEmbeddings {
+    word_embeddings: Embedding,
+    position_embeddings: Embedding,
+    token_type_embeddings: Embedding,
+    layer_norm: LayerNorm,
+}
+
+impl BertEmbeddings {
+    fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        Ok(Self {
+            word_embeddings: candle_nn::embedding(cfg.vocab_size, d, vb.pp("word_embeddings"))?,
+            position_embeddings: candle_nn::embedding(
+                cfg.max_position_embeddings,
+                d,
+                vb.pp("position_embeddings"),
+            )?,
+            token_type_embeddings: candle_nn::embedding(
+                cfg.type_vocab_size,
+                d,
+                vb.pp("token_type_embeddings"),
+            )?,
+            layer_norm: candle_nn::layer_norm(
+                d,
+                cfg.text_embedding_layer_norm_eps,
+                vb.pp("LayerNorm"),
+            )?,
+        })
+    }
+
+    fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        let (_b, t) = input_ids.dims2()?;
+        let words = self.word_embeddings.forward(input_ids)?;
+        let positions = self
+            .position_embeddings
+            .embeddings()
+            .narrow(0, 0, t)?
+            .unsqueeze(0)?;
+        let token_type = self.token_type_embeddings.embeddings().get(0)?;
+        let x = words
+            .broadcast_add(&token_type)?
+            .broadcast_add(&positions)?;
+        self.layer_norm.forward(&x)
+    }
+}
+
+/// Multi-head self-attention with an additive key mask, shared by both modalities.
+#[derive(Debug, Clone)]
+struct Attention {
+    qkv: Linear,
+    proj: Linear,
+    num_heads: usize,
+    scale: f64,
+}
+
+impl Attention {
+    fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let qkv = if cfg.qkv_bias {
+            candle_nn::linear(d, 3 * d, vb.pp("qkv"))?
+        } else {
+            candle_nn::linear_no_bias(d, 3 * d, vb.pp("qkv"))?
+        };
+        Ok(Self {
+            qkv,
+            proj: candle_nn::linear(d, d, vb.pp("proj"))?,
+            num_heads: cfg.num_heads,
+            scale: ((d / cfg.num_heads) as f64).powf(-0.5),
+        })
+    }
+
+    /// `mask`, if given, is additive and broadcastable to `[B, heads, N, N]` (`[B, 1, 1, N]`).
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, n, c) = x.dims3()?;
+        let hd = c / self.num_heads;
+        let qkv = self
+            .qkv
+            .forward(x)?
+            .reshape((b, n, 3, self.num_heads, hd))?
+            .permute((2, 0, 3, 1, 4))?;
+        let q = qkv.get(0)?.contiguous()?;
+        let k = qkv.get(1)?.contiguous()?;
+        let v = qkv.get(2)?.contiguous()?;
+        let mut attn = (q.matmul(&k.t()?)? * self.scale)?;
+        if let Some(mask) = mask {
+            attn = attn.broadcast_add(mask)?;
+        }
+        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        self.proj.forward(&out)
+    }
+}
+
+/// Feed-forward layer: fc1 → exact (erf) GELU → fc2.
+#[derive(Debug, Clone)]
+struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let (d, m) = (cfg.hidden_size, cfg.mlp_hidden());
+        Ok(Self {
+            fc1: candle_nn::linear(d, m, vb.pp("fc1"))?,
+            fc2: candle_nn::linear(m, d, vb.pp("fc2"))?,
+        })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+    }
+}
+
+/// Pre-norm block with shared norms/attention and modality-specific MLPs.
+#[derive(Debug, Clone)]
+struct Block {
+    norm1: LayerNorm,
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp_vis: Mlp,
+    mlp_txt: Mlp,
+}
+
+impl Block {
+    fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let ln =
+            |name: &str| candle_nn::layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp(name));
+        Ok(Self {
+            norm1: ln("norm1")?,
+            attn: Attention::new(cfg, vb.pp("attn"))?,
+            norm2: ln("norm2")?,
+            mlp_vis: Mlp::new(cfg, vb.pp("mlp_vis"))?,
+            mlp_txt: Mlp::new(cfg, vb.pp("mlp_txt"))?,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        modality: Modality,
+        drop_path: Option<f32>,
+    ) -> Result<Tensor> {
+        let h = self.attn.forward(&self.norm1.forward(x)?, mask)?;
+        let x = (x + apply_drop_path(&h, drop_path)?)?;
+        let mlp = match modality {
+            Modality::Image => &self.mlp_vis,
+            Modality::Text => &self.mlp_txt,
+        };
+        let h = mlp.forward(&self.norm2.forward(&x)?)?;
+        x + apply_drop_path(&h, drop_path)?
+    }
+}
+
+/// Stochastic depth: zeroes the residual branch of whole samples, rescaling the kept ones.
+fn apply_drop_path(x: &Tensor, rate: Option<f32>) -> Result<Tensor> {
+    match rate {
+        Some(p) if p > 0.0 => {
+            let b = x.dim(0)?;
+            let keep = 1.0 - p as f64;
+            let noise = Tensor::rand(0f32, 1f32, (b, 1, 1), x.device())?.to_dtype(x.dtype())?;
+            let mask = (noise + keep)?.floor()?;
+            x.broadcast_mul(&(mask / keep)?)
+        }
+        _ => Ok(x.clone()),
+    }
+}
+
+/// The IVT network. Build it with [`IvtModel::new`]; encode with [`IvtModel::forward_image`] and
+/// [`IvtModel::forward_text`], or step by step ([`IvtModel::embed_image`], [`IvtModel::encode`])
+/// when training needs to drop tokens in between.
+#[derive(Debug, Clone)]
+pub struct IvtModel {
+    patch_embed: PatchEmbed,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    type_embed: Tensor,
+    embeddings: BertEmbeddings,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    config: IvtConfig,
+}
+
+impl IvtModel {
+    /// Builds the network from `vb`, which holds the tensors under the authors' names without the
+    /// `module.encoder_vl.` prefix (`patch_embed.proj.weight`, `blocks.0.attn.qkv.weight`, ...).
+    pub fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
+        let d = cfg.hidden_size;
+        let n = cfg.num_image_tokens();
+        let blocks = (0..cfg.depth)
+            .map(|i| Block::new(cfg, vb.pp(format!("blocks.{i}"))))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            patch_embed: PatchEmbed::new(cfg, vb.pp("patch_embed"))?,
+            cls_token: vb.get((1, 1, d), "cls_token")?,
+            pos_embed: vb.get((1, n, d), "pos_embed")?,
+            type_embed: vb.get((1, n, d), "type_embed")?,
+            embeddings: BertEmbeddings::new(cfg, vb.pp("embeddings"))?,
+            blocks,
+            norm: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("norm"))?,
+            config: cfg.clone(),
+        })
+    }
+
+    /// The architecture this network was built with.
+    pub fn config(&self) -> &IvtConfig {
+        &self.config
+    }
+
+    /// Device of the weights.
+    pub fn device(&self) -> &Device {
+        self.cls_token.device()
+    }
+
+    /// Dtype of the weights.
+    pub fn dtype(&self) -> DType {
+        self.cls_token.dtype()
+    }
+
+    /// Image input tokens `[B, N, D]`: class token + patches, plus `pos_embed` and `type_embed`.
+    pub fn embed_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let b = pixels.dim(0)?;
+        let patches = self.patch_embed.forward(pixels)?;
+        let cls = self
+            .cls_token
+            .broadcast_as((b, 1, self.config.hidden_size))?;
+        Tensor::cat(&[&cls, &patches], 1)?
+            .broadcast_add(&self.pos_embed)?
+            .broadcast_add(&self.type_embed)
+    }
+
+    /// Text input tokens `[B, T, D]` from WordPiece ids `[B, T]` (u32 or i64).
+    pub fn embed_text(&self, input_ids: &Tensor) -> Result<Tensor> {
+        self.embeddings.forward(input_ids)
+    }
+
+    /// Runs the blocks and the final norm over embedded tokens. `attention_mask` is `[B, N]` with
+    /// 1 for real tokens and 0 for padding (any dtype); padding keys get an additive -10000.
+    pub fn encode(
+        &self,
+        tokens: &Tensor,
+        attention_mask: Option<&Tensor>,
+        modality: Modality,
+        train: Option<&TrainOptions>,
+    ) -> Result<Tensor> {
+        let mask = attention_mask
+            .map(|m| extended_attention_mask(m, tokens.dtype()))
+            .transpose()?;
+        let mut x = match train {
+            Some(t) if t.embed_dropout > 0.0 => candle_nn::ops::dropout(tokens, t.embed_dropout)?,
+            _ => tokens.clone(),
+        };
+        let depth = self.blocks.len();
+        for (i, block) in self.blocks.iter().enumerate() {
+            // The authors' linspace(0, drop_path, depth) decay rule.
+            let rate = train.map(|t| {
+                if depth > 1 {
+                    t.drop_path * i as f32 / (depth - 1) as f32
+                } else {
+                    0.0
+                }
+            });
+            x = block.forward(&x, mask.as_ref(), modality, rate)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Every output token of images `[B, 3, H, W]` (normalised pixels): `[B, N, D]`.
+    pub fn forward_image(&self, pixels: &Tensor) -> Result<Tensor> {
+        let tokens = self.embed_image(pixels)?;
+        self.encode(&tokens, None, Modality::Image, None)
+    }
+
+    /// Every output token of texts: ids `[B, T]`, mask `[B, T]` → `[B, T, D]`.
+    pub fn forward_text(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
+        let tokens = self.embed_text(input_ids)?;
+        self.encode(&tokens, Some(attention_mask), Modality::Text, None)
+    }
+}
+
+/// `[B, N]` 0/1 mask → additive `[B, 1, 1, N]` mask: `(1 - mask) * -10000`, as BERT.
+pub fn extended_attention_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
+    let (b, n) = mask.dims2()?;
+    let m = mask.to_dtype(dtype)?;
+    ((1.0 - m)? * -10000.0)?.reshape((b, 1, 1, n))
+}
+
+/// Token 0 (CLS) of `[B, N, D]` outputs: `[B, D]`.
+pub fn cls(tokens: &Tensor) -> Result<Tensor> {
+    tokens.narrow(1, 0, 1)?.squeeze(1)
+}
+
+/// Row-wise L2 normalisation, as retrieval uses (`F.normalize`, eps 1e-12).
+pub fn l2_normalize(x: &Tensor) -> Result<Tensor> {
+    let norm = x
+        .sqr()?
+        .sum_keepdim(D::Minus1)?
+        .sqrt()?
+        .clamp(1e-12, f64::MAX)?;
+    x.broadcast_div(&norm)
+}

@@ -1,0 +1,204 @@
+//! Reading checkpoints: the authors' torch `.pth` files (zip pickles, read directly with candle's
+//! pickle reader, no Python) and safetensors, under the authors' names with or without the
+//! `module.` (DistributedDataParallel) and `encoder_vl.` prefixes.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+
+use super::config::IvtConfig;
+use super::ModelError;
+
+/// Checkpoint tensors that only training uses; they are skipped silently.
+const TRAINING_ONLY: &[&str] = &[
+    "temp",
+    "classifier_img.",
+    "bottleneck_img.",
+    "embeddings.position_ids",
+];
+
+/// Reads every tensor of a checkpoint file, keyed by its name as stored.
+pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !path.is_file() {
+        return Err(ModelError::NotFound(path.to_path_buf()));
+    }
+    let format_err = |e: candle_core::Error| ModelError::Checkpoint {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    if ext == "safetensors" {
+        let map = candle_core::safetensors::load(path, &Device::Cpu).map_err(format_err)?;
+        return Ok(map.into_iter().collect());
+    }
+    // The authors' training script saves {'state_dict': ..., 'optimizer': ..., 'epoch': ...};
+    // plain state dicts (e.g. from `torch.save(model.state_dict())`) have no such key.
+    match candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+        Ok(tensors) if !tensors.is_empty() => Ok(tensors),
+        _ => candle_core::pickle::read_all(path).map_err(format_err),
+    }
+}
+
+/// Strips the `module.` and `encoder_vl.` prefixes of the authors' checkpoints.
+pub fn canonical_name(name: &str) -> &str {
+    let name = name.strip_prefix("module.").unwrap_or(name);
+    name.strip_prefix("encoder_vl.").unwrap_or(name)
+}
+
+/// Every tensor the network needs, with its shape for `cfg`.
+pub fn expected_shapes(cfg: &IvtConfig) -> Vec<(String, Vec<usize>)> {
+    let (d, m, n, p) = (
+        cfg.hidden_size,
+        cfg.mlp_hidden(),
+        cfg.num_image_tokens(),
+        cfg.patch_size,
+    );
+    let mut v: Vec<(String, Vec<usize>)> = vec![
+        ("patch_embed.proj.weight".into(), vec![d, 3, p, p]),
+        ("patch_embed.proj.bias".into(), vec![d]),
+        ("cls_token".into(), vec![1, 1, d]),
+        ("pos_embed".into(), vec![1, n, d]),
+        ("type_embed".into(), vec![1, n, d]),
+        (
+            "embeddings.word_embeddings.weight".into(),
+            vec![cfg.vocab_size, d],
+        ),
+        (
+            "embeddings.position_embeddings.weight".into(),
+            vec![cfg.max_position_embeddings, d],
+        ),
+        (
+            "embeddings.token_type_embeddings.weight".into(),
+            vec![cfg.type_vocab_size, d],
+        ),
+        ("embeddings.LayerNorm.weight".into(), vec![d]),
+        ("embeddings.LayerNorm.bias".into(), vec![d]),
+        ("norm.weight".into(), vec![d]),
+        ("norm.bias".into(), vec![d]),
+    ];
+    for i in 0..cfg.depth {
+        let b = format!("blocks.{i}");
+        for ln in ["norm1", "norm2"] {
+            v.push((format!("{b}.{ln}.weight"), vec![d]));
+            v.push((format!("{b}.{ln}.bias"), vec![d]));
+        }
+        v.push((format!("{b}.attn.qkv.weight"), vec![3 * d, d]));
+        if cfg.qkv_bias {
+            v.push((format!("{b}.attn.qkv.bias"), vec![3 * d]));
+        }
+        v.push((format!("{b}.attn.proj.weight"), vec![d, d]));
+        v.push((format!("{b}.attn.proj.bias"), vec![d]));
+        for mlp in ["mlp_vis", "mlp_txt"] {
+            v.push((format!("{b}.{mlp}.fc1.weight"), vec![m, d]));
+            v.push((format!("{b}.{mlp}.fc1.bias"), vec![m]));
+            v.push((format!("{b}.{mlp}.fc2.weight"), vec![d, m]));
+            v.push((format!("{b}.{mlp}.fc2.bias"), vec![d]));
+        }
+    }
+    v
+}
+
+/// Matches checkpoint tensors against what `cfg` needs: canonical names, training-only tensors
+/// dropped, every tensor present with the right shape, converted to `dtype` on `device`.
+pub fn select_tensors(
+    raw: Vec<(String, Tensor)>,
+    cfg: &IvtConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut by_name: HashMap<String, Tensor> = HashMap::with_capacity(raw.len());
+    for (name, t) in raw {
+        let name = canonical_name(&name);
+        if TRAINING_ONLY.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        by_name.insert(name.to_string(), t);
+    }
+    let mut out = HashMap::new();
+    for (name, shape) in expected_shapes(cfg) {
+        let t = by_name
+            .remove(&name)
+            .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
+        if t.dims() != shape.as_slice() {
+            return Err(ModelError::Shape {
+                hint: shape_hint(&name, t.dims(), cfg),
+                name,
+                checkpoint: t.dims().to_vec(),
+                expected: shape,
+            });
+        }
+        let t = t.to_dtype(dtype)?.to_device(device)?;
+        out.insert(name, t);
+    }
+    if !by_name.is_empty() {
+        let mut extra: Vec<_> = by_name.keys().cloned().collect();
+        extra.sort();
+        tracing::debug!(
+            ?extra,
+            "ignoring checkpoint tensors the network does not use"
+        );
+    }
+    Ok(out)
+}
+
+/// Explains the likeliest cause of a shape mismatch in config terms.
+fn shape_hint(name: &str, got: &[usize], cfg: &IvtConfig) -> String {
+    let (r, c) = cfg.patch_grid();
+    match name {
+        "pos_embed" | "type_embed" if got.len() == 3 => format!(
+            "the checkpoint has {} image tokens but image_size {}x{} with patch_size {} and \
+             stride {} gives {r}x{c}+1 = {}: check image_size and stride in config.json",
+            got[1],
+            cfg.image_size[0],
+            cfg.image_size[1],
+            cfg.patch_size,
+            cfg.stride,
+            r * c + 1
+        ),
+        "embeddings.position_embeddings.weight" => {
+            "max_position_embeddings does not match the checkpoint".into()
+        }
+        "embeddings.word_embeddings.weight" => "vocab_size does not match the checkpoint".into(),
+        _ => "hidden_size, mlp_ratio or patch_size does not match the checkpoint".into(),
+    }
+}
+
+/// Reads and validates a model `config.json`.
+pub fn read_config_file(path: &Path) -> Result<IvtConfig, ModelError> {
+    if !path.is_file() {
+        return Err(ModelError::NotFound(path.to_path_buf()));
+    }
+    let cfg = super::files::read_config(path)?;
+    cfg.validate().map_err(|message| ModelError::Config {
+        path: path.display().to_string(),
+        message,
+    })?;
+    Ok(cfg)
+}
+
+/// Random weights for `cfg` (normal with std 0.02, LayerNorms at identity), for benchmarks and
+/// smoke tests where only shapes and speed matter.
+pub fn random_tensors(
+    cfg: &IvtConfig,
+    dtype: DType,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>, ModelError> {
+    let mut out = HashMap::new();
+    for (name, shape) in expected_shapes(cfg) {
+        let is_norm = name.contains("norm") || name.contains("LayerNorm");
+        let t = if is_norm && name.ends_with("weight") {
+            Tensor::ones(shape, dtype, device)?
+        } else if is_norm || name.ends_with("bias") {
+            Tensor::zeros(shape, dtype, device)?
+        } else {
+            (Tensor::randn(0f32, 0.02f32, shape, device)?).to_dtype(dtype)?
+        };
+        out.insert(name, t);
+    }
+    Ok(out)
+}

@@ -1,0 +1,1 @@
+//! Training: MLA, BMM and the CMPM loss; initialisation from ViT/BERT checkpoints.

@@ -1,0 +1,129 @@
+//! The network against the authors' PyTorch outputs (`../shared/golden/model-tiny-*`, copied to
+//! tests/fixtures): every token output and every embedding within 1e-4, for the `.pth` checkpoint
+//! (s16, DDP `module.` prefixes, training-only tensors) and the safetensors one (s12).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use ivt::image::{self, DecodeLimits};
+use ivt::model::{Encoder, ModelFiles};
+
+fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
+
+fn load(dir: &str) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
+    let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
+    let enc = Encoder::load(&files, &Device::Cpu, DType::F32).expect("load");
+    let out =
+        candle_core::safetensors::load(fixture(dir).join("outputs.safetensors"), &Device::Cpu)
+            .expect("outputs");
+    let text: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture(dir).join("text.json")).unwrap())
+            .unwrap();
+    (enc, out, text)
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
+}
+
+fn captions(text: &serde_json::Value) -> Vec<String> {
+    text["captions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap().to_string())
+        .collect()
+}
+
+fn check_model(dir: &str) {
+    let (enc, out, text) = load(dir);
+    // Tokenizer: the shipped vocabulary gives the golden ids.
+    let caps = captions(&text);
+    let golden_ids = text["input_ids"].as_array().unwrap();
+    let toks: Vec<_> = caps.iter().map(|c| enc.tokenize(c).unwrap()).collect();
+    for (t, g) in toks.iter().zip(golden_ids) {
+        let g: Vec<u32> = g
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as u32)
+            .filter(|&v| v != 0)
+            .collect();
+        assert_eq!(t.ids, g);
+        assert!(!t.truncated);
+    }
+
+    // Text tokens of the padded batch.
+    let refs: Vec<_> = toks.iter().collect();
+    let tokens = enc.text_tokens(&refs).unwrap();
+    let d = max_abs_diff(&tokens, &out["text_tokens"]);
+    assert!(d < 1e-4, "{dir}: text tokens differ by {d}");
+    let emb = Tensor::new(enc.embed_tokenized(&refs).unwrap(), &Device::Cpu).unwrap();
+    let d = max_abs_diff(&emb, &out["text_embeddings_normalized"]);
+    assert!(d < 1e-4, "{dir}: text embeddings differ by {d}");
+
+    // One caption at a time gives the same embedding as the padded batch.
+    for (i, t) in toks.iter().enumerate() {
+        let single = enc.embed_tokenized(&[t]).unwrap();
+        let single = Tensor::new(single[0].as_slice(), &Device::Cpu).unwrap();
+        let d = max_abs_diff(&single, &emb.get(i).unwrap());
+        assert!(
+            d < 1e-5,
+            "{dir}: caption {i} alone differs from batch by {d}"
+        );
+    }
+
+    // Images: the PNGs through our preprocessing give the golden inputs and outputs.
+    let inputs =
+        candle_core::safetensors::load(fixture(dir).join("inputs.safetensors"), &Device::Cpu)
+            .unwrap();
+    let pixels: Vec<_> = (0..4)
+        .map(|i| {
+            image::load(
+                &fixture(dir).join(format!("image{i}.png")),
+                enc.config(),
+                DecodeLimits::default(),
+            )
+            .unwrap()
+        })
+        .collect();
+    let refs: Vec<_> = pixels.iter().collect();
+    let x = image::to_tensor(&refs, &Device::Cpu).unwrap();
+    assert!(max_abs_diff(&x, &inputs["images"]) < 1e-6);
+    let tokens = enc.image_tokens(&refs).unwrap();
+    let d = max_abs_diff(&tokens, &out["image_tokens"]);
+    assert!(d < 1e-4, "{dir}: image tokens differ by {d}");
+    let emb = Tensor::new(enc.embed_pixels(&refs).unwrap(), &Device::Cpu).unwrap();
+    let d = max_abs_diff(&emb, &out["image_embeddings_normalized"]);
+    assert!(d < 1e-4, "{dir}: image embeddings differ by {d}");
+    for (i, p) in pixels.iter().enumerate() {
+        let single = Tensor::new(enc.embed_pixels(&[p]).unwrap(), &Device::Cpu).unwrap();
+        let d = max_abs_diff(&single.get(0).unwrap(), &emb.get(i).unwrap());
+        assert!(d < 1e-5, "{dir}: image {i} alone differs from batch by {d}");
+    }
+}
+
+#[test]
+fn pth_checkpoint_with_ddp_prefixes_matches_pytorch() {
+    check_model("model-tiny-s16");
+}
+
+#[test]
+fn safetensors_checkpoint_matches_pytorch() {
+    check_model("model-tiny-s12");
+}

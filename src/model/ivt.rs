@@ -162,7 +162,8 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu_erf()?)
+        self.fc2
+            .forward(&super::ops::gelu_erf(&self.fc1.forward(x)?)?)
     }
 }
 

@@ -5,6 +5,7 @@ mod config;
 mod encoder;
 mod files;
 mod ivt;
+mod ops;
 pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod common;
 pub mod convert;
 pub mod encode;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Convert a checkpoint (.pth or safetensors) into a clean model directory.
     Convert(convert::ConvertArgs),
+    /// Serve retrieval over gRPC (health, reflection, metrics, batching).
+    Serve(serve::ServeArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

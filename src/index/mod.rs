@@ -1,1 +1,29 @@
-//! The persisted gallery index: HNSW graph, stored embeddings, metadata and manifest.
+//! The persisted gallery index: stored embeddings, metadata, manifest and an HNSW graph.
+//!
+//! - [`GalleryIndex`]: create/open, search by image or person (exact or HNSW, with filters
+//!   applied inside the graph traversal), add and remove images, compact.
+//! - On disk, `<index>/CURRENT` names a generation directory holding `manifest.json`,
+//!   `records.jsonl`, `embeddings.f32` (or `.f16`), `tombstones.u32` and the hnsw_rs dump.
+//!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
+//!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
+
+mod embeddings;
+mod error;
+mod exact;
+mod filter;
+mod fsio;
+mod gallery;
+mod hits;
+mod layout;
+mod manifest;
+mod metadata;
+mod params;
+mod record;
+
+pub use error::IndexError;
+pub use filter::SearchFilter;
+pub use gallery::GalleryIndex;
+pub use hits::{ImageHit, PersonHit};
+pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
+pub use params::{HnswParams, SearchParams};
+pub use record::ImageRecord;

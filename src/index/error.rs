@@ -1,0 +1,101 @@
+//! The index layer's error type.
+
+use std::path::PathBuf;
+
+/// Errors creating, opening, searching or changing a gallery index.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The index directory (or one of its files) does not exist.
+    #[error("no gallery index at {0}: build one with `ivt index build`")]
+    NotFound(PathBuf),
+    /// A directory that should be created already holds an index.
+    #[error("an index already exists at {0}; remove it or pick another directory")]
+    AlreadyExists(PathBuf),
+    /// A file of the index is damaged, truncated or inconsistent with the manifest.
+    #[error("corrupt index file {path}: {message}")]
+    Corrupt {
+        /// The damaged file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The index was built with another model (its embeddings are not comparable).
+    #[error(
+        "index at {path} was built with model {index_fingerprint}, but the loaded model is \
+         {model_fingerprint}; rebuild the index with this model or load the model it was built with"
+    )]
+    ModelMismatch {
+        /// The index directory.
+        path: PathBuf,
+        /// Fingerprint recorded in the index manifest.
+        index_fingerprint: String,
+        /// Fingerprint of the model the caller uses.
+        model_fingerprint: String,
+    },
+    /// The index format is newer (or older) than this program understands.
+    #[error("index at {path} has format version {found}; this build reads version {supported}")]
+    FormatVersion {
+        /// The index directory.
+        path: PathBuf,
+        /// Version in the manifest.
+        found: u32,
+        /// Version this build reads and writes.
+        supported: u32,
+    },
+    /// An image id is already present in the index (or twice in one batch).
+    #[error("image id `{0}` is already in the index")]
+    DuplicateImageId(String),
+    /// A record is unusable (e.g. an empty image id).
+    #[error("invalid image record: {0}")]
+    InvalidRecord(String),
+    /// A search filter cannot be satisfied as written (e.g. `from` after `to`).
+    #[error("invalid filter: {0}")]
+    InvalidFilter(String),
+    /// Search parameters are out of range (e.g. `top_k` = 0).
+    #[error("invalid search parameters: {0}")]
+    InvalidParams(String),
+    /// A vector has the wrong number of dimensions.
+    #[error("embedding has {got} dimensions, the index holds {expected}-dimensional vectors")]
+    Dimension {
+        /// The index dimension.
+        expected: usize,
+        /// The dimension given.
+        got: usize,
+    },
+    /// A vector contains NaN or infinite values.
+    #[error("embedding contains NaN or infinite values")]
+    NonFinite,
+    /// The HNSW graph could not be built, dumped or reloaded.
+    #[error("HNSW graph error in {path}: {message}")]
+    Graph {
+        /// The index directory.
+        path: PathBuf,
+        /// What hnsw_rs reported.
+        message: String,
+    },
+    /// Reading or writing a file failed.
+    #[error("i/o error on {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl IndexError {
+    /// Wraps an I/O error with the path it concerns.
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> IndexError {
+        let path = path.into();
+        move |source| IndexError::Io { path, source }
+    }
+
+    /// A corruption error for `path`.
+    pub(crate) fn corrupt(path: impl Into<PathBuf>, message: impl Into<String>) -> IndexError {
+        IndexError::Corrupt {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! Brute-force search: dot products of the query with stored rows, in parallel chunks.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use half::f16;
+use rayon::prelude::*;
+
+use super::embeddings::EmbeddingStore;
+
+/// Rows scored per rayon task: large enough to amortise scheduling, small enough to balance.
+const CHUNK_ROWS: usize = 2048;
+
+/// A scored slot ordered so that a `BinaryHeap` pops the *worst* first (a bounded top-k).
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    score: f32,
+    slot: usize,
+}
+
+impl PartialEq for Scored {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Scored {}
+impl PartialOrd for Scored {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scored {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Reverse on score so the heap's top is the lowest score; ties prefer lower slots.
+        other
+            .score
+            .total_cmp(&self.score)
+            .then(self.slot.cmp(&other.slot))
+    }
+}
+
+/// Keeps the best `k` scores seen.
+struct TopK {
+    k: usize,
+    heap: BinaryHeap<Scored>,
+}
+
+impl TopK {
+    fn new(k: usize) -> Self {
+        TopK {
+            k,
+            heap: BinaryHeap::with_capacity(k + 1),
+        }
+    }
+
+    fn push(&mut self, slot: usize, score: f32) {
+        let item = Scored { score, slot };
+        if self.heap.len() < self.k {
+            self.heap.push(item);
+        } else if self.heap.peek().is_some_and(|worst| item < *worst) {
+            self.heap.pop();
+            self.heap.push(item);
+        }
+    }
+
+    fn merge(mut self, other: TopK) -> TopK {
+        for s in other.heap {
+            self.push(s.slot, s.score);
+        }
+        self
+    }
+
+    /// Best first.
+    fn into_sorted(self) -> Vec<(usize, f32)> {
+        let mut v = self.heap.into_vec();
+        v.sort();
+        v.into_iter().map(|s| (s.slot, s.score)).collect()
+    }
+}
+
+/// Dot product with independent accumulators so the compiler vectorises it (AVX/AVX-512).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..16 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Scores rows of the store; `slot_range` restricted by `allow`.
+fn score_rows(
+    store: &EmbeddingStore,
+    query: &[f32],
+    slots: std::ops::Range<usize>,
+    allow: &(dyn Fn(usize) -> bool + Sync),
+    top: &mut TopK,
+) {
+    let dim = store.dim();
+    if let Some(all) = store.as_f32() {
+        for s in slots.filter(|&s| allow(s)) {
+            top.push(s, dot(query, &all[s * dim..(s + 1) * dim]));
+        }
+    } else if let Some(all) = store.as_f16() {
+        let mut buf = vec![0f32; dim];
+        for s in slots.filter(|&s| allow(s)) {
+            f16_to_f32(&all[s * dim..(s + 1) * dim], &mut buf);
+            top.push(s, dot(query, &buf));
+        }
+    }
+}
+
+fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    src.convert_to_f32_slice(dst);
+}
+
+/// The `k` best slots among all rows passing `allow`, best first.
+pub(crate) fn search_all(
+    store: &EmbeddingStore,
+    query: &[f32],
+    k: usize,
+    allow: &(dyn Fn(usize) -> bool + Sync),
+) -> Vec<(usize, f32)> {
+    let rows = store.rows();
+    let chunks = rows.div_ceil(CHUNK_ROWS);
+    (0..chunks)
+        .into_par_iter()
+        .map(|c| {
+            let mut top = TopK::new(k);
+            let end = ((c + 1) * CHUNK_ROWS).min(rows);
+            score_rows(store, query, c * CHUNK_ROWS..end, allow, &mut top);
+            top
+        })
+        .reduce(|| TopK::new(k), TopK::merge)
+        .into_sorted()
+}
+
+/// The `k` best among the given slots, best first (for very selective filters).
+pub(crate) fn search_slots(
+    store: &EmbeddingStore,
+    query: &[f32],
+    k: usize,
+    slots: &[usize],
+) -> Vec<(usize, f32)> {
+    let mut top = TopK::new(k);
+    for &s in slots {
+        score_rows(store, query, s..s + 1, &|_| true, &mut top);
+    }
+    top.into_sorted()
+}

@@ -1,0 +1,123 @@
+//! Search filters: the public description and its compiled, per-slot form.
+
+use chrono::{DateTime, Utc};
+
+use super::metadata::Metadata;
+use super::IndexError;
+
+/// Restricts a search to part of the gallery. Every condition must hold; empty means "any".
+#[derive(Debug, Clone, Default)]
+pub struct SearchFilter {
+    /// Keep only images from these cameras (empty = any camera).
+    pub camera_ids: Vec<String>,
+    /// Keep only images captured at or after this time (images without a time are dropped).
+    pub captured_from: Option<DateTime<Utc>>,
+    /// Keep only images captured at or before this time (images without a time are dropped).
+    pub captured_to: Option<DateTime<Utc>>,
+    /// Drop images of these persons.
+    pub exclude_person_ids: Vec<String>,
+}
+
+impl SearchFilter {
+    /// True when the filter keeps every image.
+    pub fn is_empty(&self) -> bool {
+        self.camera_ids.is_empty()
+            && self.captured_from.is_none()
+            && self.captured_to.is_none()
+            && self.exclude_person_ids.is_empty()
+    }
+
+    /// Rejects filters that can never match anything by construction.
+    pub fn validate(&self) -> Result<(), IndexError> {
+        if let (Some(from), Some(to)) = (self.captured_from, self.captured_to) {
+            if from > to {
+                return Err(IndexError::InvalidFilter(format!(
+                    "captured_from {from} is after captured_to {to}"
+                )));
+            }
+        }
+        if self.camera_ids.iter().any(|c| c.is_empty()) {
+            return Err(IndexError::InvalidFilter("empty camera id".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A filter resolved against the metadata columns, so that testing a slot inside the HNSW
+/// traversal is a few integer comparisons instead of string lookups.
+pub(crate) struct CompiledFilter<'a> {
+    meta: &'a Metadata,
+    /// Allowed camera codes, sorted; `None` means any camera.
+    cameras: Option<Vec<u32>>,
+    from_ms: Option<i64>,
+    to_ms: Option<i64>,
+    /// Excluded person codes, sorted.
+    excluded: Vec<u32>,
+}
+
+impl<'a> CompiledFilter<'a> {
+    /// Resolves names to the codes used by `meta`. Unknown cameras simply match nothing.
+    pub(crate) fn new(meta: &'a Metadata, filter: &SearchFilter) -> Self {
+        let cameras = (!filter.camera_ids.is_empty()).then(|| {
+            let mut codes: Vec<u32> = filter
+                .camera_ids
+                .iter()
+                .filter_map(|c| meta.camera_code(c))
+                .collect();
+            codes.sort_unstable();
+            codes
+        });
+        let mut excluded: Vec<u32> = filter
+            .exclude_person_ids
+            .iter()
+            .filter_map(|p| meta.person_code(p))
+            .collect();
+        excluded.sort_unstable();
+        CompiledFilter {
+            meta,
+            cameras,
+            from_ms: filter.captured_from.map(|t| t.timestamp_millis()),
+            to_ms: filter.captured_to.map(|t| t.timestamp_millis()),
+            excluded,
+        }
+    }
+
+    /// Whether the image in `slot` is live and passes the filter.
+    pub(crate) fn allows(&self, slot: usize) -> bool {
+        let Some(row) = self.meta.row(slot) else {
+            return false;
+        };
+        if row.removed {
+            return false;
+        }
+        if let Some(cams) = &self.cameras {
+            match row.camera {
+                Some(c) if cams.binary_search(&c).is_ok() => {}
+                _ => return false,
+            }
+        }
+        if self.from_ms.is_some() || self.to_ms.is_some() {
+            let Some(t) = row.captured_ms else {
+                return false;
+            };
+            if self.from_ms.is_some_and(|f| t < f) || self.to_ms.is_some_and(|e| t > e) {
+                return false;
+            }
+        }
+        self.excluded.binary_search(&row.person).is_err()
+    }
+
+    /// True when only tombstones need to be checked.
+    pub(crate) fn is_trivial(&self) -> bool {
+        self.cameras.is_none()
+            && self.from_ms.is_none()
+            && self.to_ms.is_none()
+            && self.excluded.is_empty()
+    }
+}
+
+impl hnsw_rs::filter::FilterT for CompiledFilter<'_> {
+    fn hnsw_filter(&self, id: &usize) -> bool {
+        self.allows(*id)
+    }
+}

@@ -1,0 +1,365 @@
+//! [`GalleryIndex`]: the searchable, persisted gallery.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::embeddings::EmbeddingStore;
+use super::filter::CompiledFilter;
+use super::hits::group_by_person;
+use super::manifest::{IndexManifest, VectorStorage};
+use super::metadata::{encode_records, Metadata, RECORDS_FILE};
+use super::{exact, layout, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit};
+use super::{SearchFilter, SearchParams};
+
+/// A gallery of image embeddings with metadata, searchable by image or by person.
+///
+/// Searches take `&self` and may run concurrently; changes take `&mut self` and are durable
+/// when they return (callers serialise them, e.g. behind an `RwLock`).
+pub struct GalleryIndex {
+    /// Index root (holds `CURRENT` and the generation directories).
+    root: PathBuf,
+    /// The generation directory this instance reads and appends to.
+    dir: PathBuf,
+    manifest: IndexManifest,
+    meta: Metadata,
+    vectors: EmbeddingStore,
+}
+
+impl GalleryIndex {
+    /// Creates a new, empty index at `dir` (f32 storage) and persists it.
+    pub fn create(
+        dir: &Path,
+        model_fingerprint: &str,
+        dim: usize,
+        params: HnswParams,
+    ) -> Result<Self, IndexError> {
+        Self::create_with_storage(dir, model_fingerprint, dim, params, VectorStorage::F32)
+    }
+
+    /// Like [`GalleryIndex::create`], choosing the embedding storage precision.
+    pub fn create_with_storage(
+        dir: &Path,
+        model_fingerprint: &str,
+        dim: usize,
+        params: HnswParams,
+        storage: VectorStorage,
+    ) -> Result<Self, IndexError> {
+        if layout::exists(dir) {
+            return Err(IndexError::AlreadyExists(dir.to_path_buf()));
+        }
+        let mut index = Self::begin_build(dir, model_fingerprint, dim, params, storage)?;
+        index.publish()?;
+        Ok(index)
+    }
+
+    /// Starts a new generation in `dir` that stays invisible to `open` until
+    /// [`GalleryIndex::publish`]; an existing index keeps serving meanwhile.
+    pub fn begin_build(
+        dir: &Path,
+        model_fingerprint: &str,
+        dim: usize,
+        params: HnswParams,
+        storage: VectorStorage,
+    ) -> Result<Self, IndexError> {
+        if dim == 0 {
+            return Err(IndexError::InvalidParams(
+                "dimension must be positive".into(),
+            ));
+        }
+        params.validate().map_err(IndexError::InvalidParams)?;
+        let building = layout::new_building(dir)?;
+        let mut manifest = IndexManifest::new(model_fingerprint, dim, params);
+        manifest.storage = storage;
+        manifest.write(&building)?;
+        Self::load(dir, building, model_fingerprint)
+    }
+
+    /// Continues the build interrupted in `dir`, if any (`None` when there is none).
+    pub fn resume_build(dir: &Path, model_fingerprint: &str) -> Result<Option<Self>, IndexError> {
+        match layout::pending_build(dir)? {
+            Some(building) => Self::load(dir, building, model_fingerprint).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Makes this generation the live index of its directory (atomically) and removes older
+    /// generations.
+    pub fn publish(&mut self) -> Result<(), IndexError> {
+        if self.dir.extension().is_some_and(|e| e == "building") {
+            self.dir = layout::publish(&self.root, &self.dir)?;
+            self.vectors = EmbeddingStore::open(
+                &self.dir,
+                self.manifest.dim,
+                self.manifest.storage,
+                self.manifest.slots,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Opens the index at `dir`; refuses an index built with another model.
+    pub fn open(dir: &Path, model_fingerprint: &str) -> Result<Self, IndexError> {
+        let generation = layout::current(dir)?;
+        Self::load(dir, generation, model_fingerprint)
+    }
+
+    /// Reads the manifest of the index at `dir` without loading it (for `ivt index info`).
+    pub fn read_manifest(dir: &Path) -> Result<IndexManifest, IndexError> {
+        IndexManifest::read(&layout::current(dir)?)
+    }
+
+    fn load(root: &Path, dir: PathBuf, model_fingerprint: &str) -> Result<Self, IndexError> {
+        let manifest = IndexManifest::read(&dir)?;
+        if manifest.model_fingerprint != model_fingerprint {
+            return Err(IndexError::ModelMismatch {
+                path: root.to_path_buf(),
+                index_fingerprint: manifest.model_fingerprint.clone(),
+                model_fingerprint: model_fingerprint.to_string(),
+            });
+        }
+        let meta = Metadata::read(&dir, manifest.slots, manifest.records_bytes)?;
+        let vectors = EmbeddingStore::open(&dir, manifest.dim, manifest.storage, manifest.slots)?;
+        let mut index = GalleryIndex {
+            root: root.to_path_buf(),
+            dir,
+            manifest,
+            meta,
+            vectors,
+        };
+        index.sync_counts();
+        Ok(index)
+    }
+
+    /// Recomputes the manifest counts from the tombstones (the source of truth for removals).
+    fn sync_counts(&mut self) {
+        self.manifest.slots = self.meta.slots();
+        self.manifest.removed = self.meta.removed();
+        self.manifest.count = self.manifest.slots - self.manifest.removed;
+    }
+
+    /// Live (non-removed) images.
+    pub fn len(&self) -> usize {
+        self.manifest.count
+    }
+
+    /// True when no live image is indexed.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Embedding dimension.
+    pub fn dim(&self) -> usize {
+        self.manifest.dim
+    }
+
+    /// Fingerprint of the model whose embeddings the index holds.
+    pub fn fingerprint(&self) -> &str {
+        &self.manifest.model_fingerprint
+    }
+
+    /// The manifest (format version, model, counts, HNSW parameters, ...).
+    pub fn manifest(&self) -> &IndexManifest {
+        &self.manifest
+    }
+
+    /// The index root directory.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether a live image has this id.
+    pub fn contains(&self, image_id: &str) -> bool {
+        self.meta.live_slot(image_id).is_some()
+    }
+
+    /// The record of a live image.
+    pub fn record(&self, image_id: &str) -> Option<&ImageRecord> {
+        self.meta.live_slot(image_id).map(|s| self.meta.record(s))
+    }
+
+    /// The stored embedding of a live image.
+    pub fn embedding(&self, image_id: &str) -> Option<Vec<f32>> {
+        self.meta.live_slot(image_id).map(|s| self.vectors.row(s))
+    }
+
+    /// All live records with their stored embeddings, in slot order (for rebuilds and exports).
+    pub fn live_items(&self) -> impl Iterator<Item = (&ImageRecord, Vec<f32>)> + '_ {
+        (0..self.meta.slots())
+            .filter(|&s| self.meta.row(s).is_some_and(|r| !r.removed))
+            .map(|s| (self.meta.record(s), self.vectors.row(s)))
+    }
+
+    /// The `top_k` images most similar to `query` that pass `filter`, best first.
+    pub fn search_images(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &SearchFilter,
+    ) -> Result<Vec<ImageHit>, IndexError> {
+        self.check_query(query, params, filter)?;
+        let found = self.search_slots(query, params.top_k, params, filter);
+        Ok(self.to_hits(found))
+    }
+
+    /// The `top_k` persons most similar to `query` (each scored by their best image that passes
+    /// `filter`, with those images listed best first).
+    pub fn search_persons(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &SearchFilter,
+    ) -> Result<Vec<PersonHit>, IndexError> {
+        self.check_query(query, params, filter)?;
+        // Persons have several images each: fetch a multiple of top_k images and widen until
+        // enough distinct persons are found or the gallery is exhausted.
+        let mut k = params.top_k.saturating_mul(4).max(16);
+        loop {
+            let found = self.search_slots(query, k, params, filter);
+            let exhausted = found.len() < k || k >= self.len();
+            let persons = group_by_person(self.to_hits(found), params.top_k);
+            if persons.len() >= params.top_k || exhausted {
+                return Ok(persons);
+            }
+            k = k.saturating_mul(4).min(self.len());
+        }
+    }
+
+    fn check_query(
+        &self,
+        query: &[f32],
+        params: &SearchParams,
+        filter: &SearchFilter,
+    ) -> Result<(), IndexError> {
+        check_vector(query, self.dim())?;
+        if params.top_k == 0 {
+            return Err(IndexError::InvalidParams("top_k must be at least 1".into()));
+        }
+        if params.ef == Some(0) {
+            return Err(IndexError::InvalidParams("ef must be at least 1".into()));
+        }
+        filter.validate()
+    }
+
+    /// The best `k` slots (with scores) for a query.
+    fn search_slots(
+        &self,
+        query: &[f32],
+        k: usize,
+        _params: &SearchParams,
+        filter: &SearchFilter,
+    ) -> Vec<(usize, f32)> {
+        let compiled = CompiledFilter::new(&self.meta, filter);
+        if !compiled.is_trivial() {
+            // A selective filter: scoring the few allowed rows beats scanning (or walking) all.
+            let allowed: Vec<usize> = (0..self.meta.slots())
+                .filter(|&s| compiled.allows(s))
+                .collect();
+            if (allowed.len() as f64) < self.manifest.hnsw.exact_filter_fraction * self.len() as f64
+            {
+                return exact::search_slots(&self.vectors, query, k, &allowed);
+            }
+        }
+        exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s))
+    }
+
+    fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {
+        found
+            .into_iter()
+            .map(|(slot, score)| ImageHit {
+                record: self.meta.record(slot).clone(),
+                score,
+            })
+            .collect()
+    }
+
+    /// Adds images with their embeddings; durable (fsynced) when it returns. Fails without
+    /// changing anything if an id is already live or repeated, or a vector is malformed.
+    pub fn add(&mut self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<(), IndexError> {
+        self.check_new_items(&items)?;
+        if items.is_empty() {
+            return Ok(());
+        }
+        let records: Vec<&ImageRecord> = items.iter().map(|(r, _)| r).collect();
+        let lines = encode_records(&records);
+        let vectors: Vec<&[f32]> = items.iter().map(|(_, v)| v.as_slice()).collect();
+        super::fsio::append_synced(
+            &self.dir.join(RECORDS_FILE),
+            self.manifest.records_bytes,
+            &lines,
+        )?;
+        self.vectors.append(&vectors)?;
+        let mut manifest = self.manifest.clone();
+        manifest.records_bytes += lines.len() as u64;
+        manifest.slots += items.len();
+        manifest.count += items.len();
+        manifest.write(&self.dir)?;
+        self.manifest = manifest;
+        for (record, _) in items {
+            self.meta.push(record);
+        }
+        Ok(())
+    }
+
+    fn check_new_items(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<(), IndexError> {
+        let mut seen = HashSet::new();
+        for (record, vector) in items {
+            if record.image_id.is_empty() || record.person_id.is_empty() {
+                return Err(IndexError::InvalidRecord(format!(
+                    "image id and person id must be non-empty (image `{}`, person `{}`)",
+                    record.image_id, record.person_id
+                )));
+            }
+            if self.contains(&record.image_id) || !seen.insert(record.image_id.as_str()) {
+                return Err(IndexError::DuplicateImageId(record.image_id.clone()));
+            }
+            check_vector(vector, self.dim())?;
+        }
+        Ok(())
+    }
+
+    /// Removes images by id (unknown ids are ignored); durable when it returns. Returns how
+    /// many were removed.
+    pub fn remove_images(&mut self, image_ids: &[String]) -> Result<usize, IndexError> {
+        let slots: Vec<usize> = image_ids
+            .iter()
+            .filter_map(|id| self.meta.live_slot(id))
+            .collect();
+        self.remove_slots(&slots)
+    }
+
+    /// Removes every image of the given persons; durable when it returns. Returns how many
+    /// images were removed.
+    pub fn remove_persons(&mut self, person_ids: &[String]) -> Result<usize, IndexError> {
+        let codes: Vec<u32> = person_ids
+            .iter()
+            .filter_map(|p| self.meta.person_code(p))
+            .collect();
+        let slots = self.meta.live_slots_of_persons(&codes);
+        self.remove_slots(&slots)
+    }
+
+    fn remove_slots(&mut self, slots: &[usize]) -> Result<usize, IndexError> {
+        let removed = slots.iter().filter(|&&s| self.meta.mark_removed(s)).count();
+        if removed == 0 {
+            return Ok(0);
+        }
+        self.meta.write_tombstones(&self.dir)?;
+        self.sync_counts();
+        self.manifest.write(&self.dir)?;
+        Ok(removed)
+    }
+}
+
+/// Rejects vectors of the wrong size or with NaN/inf values.
+fn check_vector(v: &[f32], dim: usize) -> Result<(), IndexError> {
+    if v.len() != dim {
+        return Err(IndexError::Dimension {
+            expected: dim,
+            got: v.len(),
+        });
+    }
+    if !v.iter().all(|x| x.is_finite()) {
+        return Err(IndexError::NonFinite);
+    }
+    Ok(())
+}

@@ -1,6 +1,7 @@
 //! The gallery index shared by all requests. Searches take a read lock on the blocking pool, so
 //! many run in parallel; adds and removals take the write lock and are durable when they return.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -132,14 +133,24 @@ fn check_exist(
 ) -> Result<(), ServiceError> {
     let missing_images: Vec<&str> = image_ids
         .iter()
-        .filter(|id| !index.contains_image(id))
+        .filter(|id| !index.contains(id))
         .map(String::as_str)
         .collect();
-    let missing_persons: Vec<&str> = person_ids
-        .iter()
-        .filter(|id| !index.contains_person(id))
-        .map(String::as_str)
-        .collect();
+    let missing_persons: Vec<&str> = if person_ids.is_empty() {
+        Vec::new()
+    } else {
+        // The index has no person lookup; one scan per removal call is acceptable for a rare,
+        // already write-locked operation.
+        let live: HashSet<&str> = index
+            .live_items()
+            .map(|(r, _)| r.person_id.as_str())
+            .collect();
+        person_ids
+            .iter()
+            .map(String::as_str)
+            .filter(|id| !live.contains(id))
+            .collect()
+    };
     let mut parts = Vec::new();
     if !missing_images.is_empty() {
         parts.push(format!("image ids {}", missing_images.join(", ")));

@@ -39,7 +39,7 @@ pub struct ServeArgs {
     #[arg(long, env = "IVT_MAX_WAIT_US", default_value_t = 500)]
     pub max_wait_us: u64,
     /// Most inputs admitted (queued or being encoded) at once; more are refused at once with
-    /// RESOURCE_EXHAUSTED rather than queued with growing latency. At least --max-batch.
+    /// RESOURCE_EXHAUSTED rather than queued with growing latency.
     #[arg(long, env = "IVT_MAX_QUEUE", default_value_t = 512)]
     pub max_queue: usize,
     /// Longest accepted text, in UTF-8 bytes (the model reads at most 512 tokens anyway).

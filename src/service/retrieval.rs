@@ -43,8 +43,10 @@ pub struct Shared {
     pub core: OnceLock<Core>,
     /// Request limits.
     pub limits: Limits,
-    /// Largest model batch (also the most inputs per Encode call).
+    /// Largest model batch.
     pub max_batch: usize,
+    /// Most inputs per Encode call (and per admission of an AddImages chunk).
+    pub max_inputs: usize,
 }
 
 /// The gRPC service implementation.
@@ -94,7 +96,7 @@ impl RetrievalService {
     }
 
     fn check_count(&self, n: usize, field: &str) -> Result<(), ServiceError> {
-        let max = self.shared.max_batch;
+        let max = self.shared.max_inputs;
         if n == 0 || n > max {
             return Err(ServiceError::InvalidArgument(format!(
                 "{field} has {n} entries; send between 1 and {max}"
@@ -237,7 +239,7 @@ impl RetrievalService {
     ) -> Result<Vec<Vec<f32>>, ServiceError> {
         let mut embeddings = Vec::with_capacity(images.len());
         while !images.is_empty() {
-            let rest = images.split_off(images.len().min(self.shared.max_batch));
+            let rest = images.split_off(images.len().min(self.shared.max_inputs));
             let chunk = std::mem::replace(&mut images, rest);
             let offset = embeddings.len();
             let embedded = core

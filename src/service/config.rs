@@ -55,7 +55,8 @@ impl Default for BatchConfig {
     fn default() -> Self {
         Self {
             max_batch: 32,
-            max_wait: Duration::from_micros(500),
+            // Batches fill while the model runs the previous one; waiting only adds latency.
+            max_wait: Duration::ZERO,
         }
     }
 }

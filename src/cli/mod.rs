@@ -5,6 +5,8 @@ pub mod bench;
 pub mod common;
 pub mod convert;
 pub mod encode;
+pub mod index;
+pub mod search;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,11 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Convert a checkpoint (.pth or safetensors) into a clean model directory.
     Convert(convert::ConvertArgs),
+    /// Build, inspect and change gallery indexes.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Search a gallery index with a text description (JSON on stdout).
+    Search(search::SearchArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -34,7 +41,7 @@ pub enum Command {
 /// Logs go to stderr so that stdout stays machine-readable (`ivt ... | jq`).
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -50,6 +57,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Index(cmd) => index::run(cmd),
+        Command::Search(args) => search::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -94,6 +94,8 @@ impl GallerySource {
         split: Option<Split>,
         images_root: Option<&Path>,
     ) -> Result<Self, GalleryError> {
+        // Absolute paths in the records stay valid wherever the index is used from.
+        let path = &std::fs::canonicalize(path).map_err(io_err(path))?;
         if path.is_dir() {
             return detect_folder(path);
         }
@@ -116,10 +118,6 @@ impl GallerySource {
                     split,
                 })
             }
-            _ if !path.exists() => Err(GalleryError::Io {
-                path: path.to_path_buf(),
-                source: std::io::ErrorKind::NotFound.into(),
-            }),
             _ => Err(GalleryError::UnknownSource {
                 path: path.to_path_buf(),
                 reason: "expected a .csv/.jsonl manifest, a dataset .json or a folder".into(),

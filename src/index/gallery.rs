@@ -116,6 +116,25 @@ impl GalleryIndex {
         Self::load(dir, generation, model_fingerprint)
     }
 
+    /// Opens the index at `dir` whatever model built it: for maintenance that never compares
+    /// embeddings with a model's (remove, compact).
+    pub fn open_any(dir: &Path) -> Result<Self, IndexError> {
+        let generation = layout::current(dir)?;
+        let fingerprint = IndexManifest::read(&generation)?.model_fingerprint;
+        Self::load(dir, generation, &fingerprint)
+    }
+
+    /// Deletes interrupted builds in `dir` (a fresh build does this instead of resuming).
+    /// Returns how many were deleted.
+    pub fn discard_pending_builds(dir: &Path) -> Result<usize, IndexError> {
+        let mut n = 0;
+        while let Some(building) = layout::pending_build(dir)? {
+            std::fs::remove_dir_all(&building).map_err(IndexError::io(&building))?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     /// Reads the manifest of the index at `dir` without loading it (for `ivt index info`).
     pub fn read_manifest(dir: &Path) -> Result<IndexManifest, IndexError> {
         IndexManifest::read(&layout::current(dir)?)

@@ -5,11 +5,18 @@ use std::path::{Path, PathBuf};
 
 use super::embeddings::EmbeddingStore;
 use super::filter::CompiledFilter;
+use super::graph::Graph;
 use super::hits::group_by_person;
 use super::manifest::{IndexManifest, VectorStorage};
 use super::metadata::{encode_records, Metadata, RECORDS_FILE};
 use super::{exact, layout, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit};
 use super::{SearchFilter, SearchParams};
+
+/// Rows copied per `add` while compacting (bounds the memory of one batch).
+const COMPACT_BATCH: usize = 4096;
+
+/// Vectors copied out of the store per parallel graph insertion.
+const GRAPH_INSERT_CHUNK: usize = 16_384;
 
 /// A gallery of image embeddings with metadata, searchable by image or by person.
 ///
@@ -23,6 +30,8 @@ pub struct GalleryIndex {
     manifest: IndexManifest,
     meta: Metadata,
     vectors: EmbeddingStore,
+    /// The HNSW graph over every slot (removed ones are filtered out); `None` while empty.
+    graph: Option<Graph>,
 }
 
 impl GalleryIndex {
@@ -85,7 +94,11 @@ impl GalleryIndex {
     /// Makes this generation the live index of its directory (atomically) and removes older
     /// generations.
     pub fn publish(&mut self) -> Result<(), IndexError> {
-        if self.dir.extension().is_some_and(|e| e == "building") {
+        if self.is_building() {
+            self.insert_into_graph(self.graph.as_ref().map_or(0, Graph::len));
+            if self.graph_pending() > 0 {
+                self.save_graph()?;
+            }
             self.dir = layout::publish(&self.root, &self.dir)?;
             self.vectors = EmbeddingStore::open(
                 &self.dir,
@@ -101,6 +114,25 @@ impl GalleryIndex {
     pub fn open(dir: &Path, model_fingerprint: &str) -> Result<Self, IndexError> {
         let generation = layout::current(dir)?;
         Self::load(dir, generation, model_fingerprint)
+    }
+
+    /// Opens the index at `dir` whatever model built it: for maintenance that never compares
+    /// embeddings with a model's (remove, compact).
+    pub fn open_any(dir: &Path) -> Result<Self, IndexError> {
+        let generation = layout::current(dir)?;
+        let fingerprint = IndexManifest::read(&generation)?.model_fingerprint;
+        Self::load(dir, generation, &fingerprint)
+    }
+
+    /// Deletes interrupted builds in `dir` (a fresh build does this instead of resuming).
+    /// Returns how many were deleted.
+    pub fn discard_pending_builds(dir: &Path) -> Result<usize, IndexError> {
+        let mut n = 0;
+        while let Some(building) = layout::pending_build(dir)? {
+            std::fs::remove_dir_all(&building).map_err(IndexError::io(&building))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Reads the manifest of the index at `dir` without loading it (for `ivt index info`).
@@ -119,15 +151,76 @@ impl GalleryIndex {
         }
         let meta = Metadata::read(&dir, manifest.slots, manifest.records_bytes)?;
         let vectors = EmbeddingStore::open(&dir, manifest.dim, manifest.storage, manifest.slots)?;
+        let graph = match &manifest.graph {
+            Some(dump) => Some(Graph::load(&dir, dump)?),
+            None => None,
+        };
         let mut index = GalleryIndex {
             root: root.to_path_buf(),
             dir,
             manifest,
             meta,
             vectors,
+            graph,
         };
         index.sync_counts();
+        if !index.is_building() {
+            index.insert_into_graph(index.graph.as_ref().map_or(0, Graph::len));
+        }
         Ok(index)
+    }
+
+    /// True for an unpublished generation: its graph is built in one parallel pass at publish
+    /// time instead of batch by batch, and searches on it are exact.
+    fn is_building(&self) -> bool {
+        self.dir.extension().is_some_and(|e| e == "building")
+    }
+
+    /// Inserts slots `from..` into the graph (those added after the last dump), creating the
+    /// graph if needed.
+    fn insert_into_graph(&mut self, from: usize) {
+        let slots = self.meta.slots();
+        if from >= slots {
+            return;
+        }
+        let graph = self
+            .graph
+            .get_or_insert_with(|| Graph::new(&self.manifest.hnsw, slots));
+        // In chunks, so a bulk build never holds a second copy of every vector.
+        for start in (from..slots).step_by(GRAPH_INSERT_CHUNK) {
+            let end = (start + GRAPH_INSERT_CHUNK).min(slots);
+            let rows: Vec<Vec<f32>> = (start..end).map(|s| self.vectors.row(s)).collect();
+            let items: Vec<(&[f32], usize)> = rows
+                .iter()
+                .zip(start..end)
+                .map(|(v, s)| (v.as_slice(), s))
+                .collect();
+            graph.insert(&items);
+        }
+    }
+
+    /// Slots in the graph that its last dump does not cover (re-inserted at every open).
+    pub fn graph_pending(&self) -> usize {
+        let dumped = self.manifest.graph.as_ref().map_or(0, |g| g.points);
+        self.meta.slots().saturating_sub(dumped)
+    }
+
+    /// Dumps the graph so that opening the index needs no re-insertion; the old dump is
+    /// deleted once the manifest points at the new one.
+    pub fn save_graph(&mut self) -> Result<(), IndexError> {
+        let Some(graph) = &self.graph else {
+            return Ok(());
+        };
+        let dump = graph.dump(&self.dir, &format!("graph-{:09}", graph.len()))?;
+        let old = self.manifest.graph.replace(dump.clone());
+        self.manifest.write(&self.dir)?;
+        if let Some(old) = old.filter(|o| o.basename != dump.basename) {
+            for ext in ["hnsw.graph", "hnsw.data"] {
+                // A leftover file only wastes disk space; the manifest no longer names it.
+                let _ = std::fs::remove_file(self.dir.join(format!("{}.{ext}", old.basename)));
+            }
+        }
+        Ok(())
     }
 
     /// Recomputes the manifest counts from the tombstones (the source of truth for removals).
@@ -245,11 +338,12 @@ impl GalleryIndex {
         &self,
         query: &[f32],
         k: usize,
-        _params: &SearchParams,
+        params: &SearchParams,
         filter: &SearchFilter,
     ) -> Vec<(usize, f32)> {
         let compiled = CompiledFilter::new(&self.meta, filter);
-        if !compiled.is_trivial() {
+        let graph = self.graph.as_ref().filter(|_| !params.exact);
+        if graph.is_some() && !compiled.is_trivial() {
             // A selective filter: scoring the few allowed rows beats scanning (or walking) all.
             let allowed: Vec<usize> = (0..self.meta.slots())
                 .filter(|&s| compiled.allows(s))
@@ -259,7 +353,16 @@ impl GalleryIndex {
                 return exact::search_slots(&self.vectors, query, k, &allowed);
             }
         }
-        exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s))
+        let Some(graph) = graph else {
+            return exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s));
+        };
+        let ef = params.ef.unwrap_or(self.manifest.hnsw.ef_search);
+        let needs_filter = !compiled.is_trivial() || self.meta.removed() > 0;
+        let filter: Option<&dyn hnsw_rs::prelude::FilterT> =
+            if needs_filter { Some(&compiled) } else { None };
+        let slots = graph.search(query, k, ef, filter);
+        // Re-score from the stored vectors so graph and exact results carry identical scores.
+        exact::search_slots(&self.vectors, query, k, &slots)
     }
 
     fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {
@@ -294,8 +397,12 @@ impl GalleryIndex {
         manifest.count += items.len();
         manifest.write(&self.dir)?;
         self.manifest = manifest;
+        let first = self.meta.slots();
         for (record, _) in items {
             self.meta.push(record);
+        }
+        if !self.is_building() {
+            self.insert_into_graph(first);
         }
         Ok(())
     }
@@ -315,6 +422,45 @@ impl GalleryIndex {
             check_vector(vector, self.dim())?;
         }
         Ok(())
+    }
+
+    /// Rebuilds the index without its removed images (a new generation, made live atomically)
+    /// and returns it. `self` keeps answering from the old, now superseded files.
+    pub fn compact(&self) -> Result<GalleryIndex, IndexError> {
+        let m = &self.manifest;
+        let mut next = Self::begin_build(
+            &self.root,
+            &m.model_fingerprint,
+            m.dim,
+            m.hnsw.clone(),
+            m.storage,
+        )?;
+        let live: Vec<usize> = (0..self.meta.slots())
+            .filter(|&s| self.meta.row(s).is_some_and(|r| !r.removed))
+            .collect();
+        let copied = live.chunks(COMPACT_BATCH).try_for_each(|chunk| {
+            let items = chunk
+                .iter()
+                .map(|&s| (self.meta.record(s).clone(), self.vectors.row(s)))
+                .collect();
+            next.add(items)
+        });
+        match copied.and_then(|()| next.publish()) {
+            Ok(()) => Ok(next),
+            Err(e) => {
+                next.discard();
+                Err(e)
+            }
+        }
+    }
+
+    /// Deletes an unpublished generation (a failed build or compaction).
+    pub fn discard(self) {
+        if self.is_building() {
+            if let Err(e) = std::fs::remove_dir_all(&self.dir) {
+                tracing::warn!(path = %self.dir.display(), error = %e, "cannot remove unfinished index");
+            }
+        }
     }
 
     /// Removes images by id (unknown ids are ignored); durable when it returns. Returns how

@@ -1,0 +1,170 @@
+//! HNSW search against exact search on clustered vectors: recall, filters inside the graph
+//! traversal, tombstones, reload from the dump, compaction.
+
+use std::collections::HashSet;
+
+use ivt::index::{GalleryIndex, HnswParams, ImageRecord, SearchFilter, SearchParams};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+const FP: &str = "fp";
+const DIM: usize = 48;
+const N: usize = 3000;
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    // Box-Muller: rand's core crate has no normal distribution.
+    let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn normalise(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.into_iter().map(|a| a / n).collect()
+}
+
+/// A mixture of 40 Gaussians on the sphere: realistic neighbourhoods, unlike uniform noise.
+fn clustered(n: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let centres: Vec<Vec<f32>> = (0..40)
+        .map(|_| normalise((0..DIM).map(|_| gaussian(&mut rng)).collect()))
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % centres.len()];
+            normalise(c.iter().map(|x| x + 0.12 * gaussian(&mut rng)).collect())
+        })
+        .collect()
+}
+
+fn record(i: usize) -> ImageRecord {
+    let mut r = ImageRecord::new(format!("img{i}"), format!("p{}", i / 3));
+    r.camera_id = Some(format!("c{}", i % 10));
+    r
+}
+
+fn build(dir: &std::path::Path, vectors: &[Vec<f32>]) -> GalleryIndex {
+    let mut index =
+        GalleryIndex::begin_build(dir, FP, DIM, HnswParams::default(), Default::default()).unwrap();
+    let items: Vec<_> = vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (record(i), v.clone()))
+        .collect();
+    for chunk in items.chunks(1000) {
+        index.add(chunk.to_vec()).unwrap();
+    }
+    index.publish().unwrap();
+    index
+}
+
+fn ids(index: &GalleryIndex, q: &[f32], exact: bool, filter: &SearchFilter) -> Vec<String> {
+    let params = SearchParams {
+        top_k: 10,
+        ef: None,
+        exact,
+    };
+    index
+        .search_images(q, &params, filter)
+        .unwrap()
+        .into_iter()
+        .map(|h| h.record.image_id)
+        .collect()
+}
+
+fn recall(index: &GalleryIndex, queries: &[Vec<f32>], filter: &SearchFilter) -> f64 {
+    let (mut found, mut total) = (0usize, 0usize);
+    for q in queries {
+        let truth: HashSet<String> = ids(index, q, true, filter).into_iter().collect();
+        let approx = ids(index, q, false, filter);
+        found += approx.iter().filter(|id| truth.contains(*id)).count();
+        total += truth.len();
+    }
+    found as f64 / total as f64
+}
+
+#[test]
+fn hnsw_matches_exact_search_before_and_after_reload() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let vectors = clustered(N, 1);
+    let queries = clustered(200, 2);
+    let index = build(&dir, &vectors);
+    let r = recall(&index, &queries, &SearchFilter::default());
+    assert!(r >= 0.99, "recall@10 = {r}");
+
+    // Every point finds itself (guards against hnsw_rs parallel-insert orphans, issue #32).
+    let lost = (0..N)
+        .filter(|&i| {
+            ids(&index, &vectors[i], false, &SearchFilter::default())[0] != format!("img{i}")
+        })
+        .count();
+    assert!(lost <= N / 1000, "{lost} points cannot find themselves");
+
+    drop(index);
+    let reopened = GalleryIndex::open(&dir, FP).unwrap();
+    assert!(reopened.manifest().graph.is_some());
+    assert_eq!(reopened.graph_pending(), 0);
+    let r2 = recall(&reopened, &queries, &SearchFilter::default());
+    assert!(r2 >= 0.99, "recall@10 after reload = {r2}");
+}
+
+#[test]
+fn filters_hold_inside_the_graph_and_selective_filters_are_exact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vectors = clustered(N, 3);
+    let queries = clustered(60, 4);
+    let index = build(&tmp.path().join("idx"), &vectors);
+    // 30% of the gallery: searched in the graph with the filter applied during traversal.
+    let wide = SearchFilter {
+        camera_ids: vec!["c1".into(), "c4".into(), "c7".into()],
+        ..Default::default()
+    };
+    // 1/3000 of the gallery's persons excluded, plus a filter keeping ~0.3%: exact fallback.
+    let narrow = SearchFilter {
+        camera_ids: vec!["c2".into()],
+        exclude_person_ids: (0..990).map(|p| format!("p{p}")).collect(),
+        ..Default::default()
+    };
+    for q in &queries {
+        for h in ids(&index, q, false, &wide) {
+            let i: usize = h[3..].parse().unwrap();
+            assert!(
+                [1, 4, 7].contains(&(i % 10)),
+                "{h} passed the camera filter"
+            );
+        }
+        assert_eq!(
+            ids(&index, q, false, &narrow),
+            ids(&index, q, true, &narrow)
+        );
+    }
+    assert!(recall(&index, &queries, &wide) >= 0.98);
+}
+
+#[test]
+fn tombstones_are_skipped_and_compaction_drops_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let vectors = clustered(1200, 5);
+    let mut index = build(&dir, &vectors);
+    let removed: Vec<String> = (0..1200).step_by(2).map(|i| format!("img{i}")).collect();
+    assert_eq!(index.remove_images(&removed).unwrap(), 600);
+    for (i, v) in vectors.iter().enumerate().step_by(37) {
+        let got = ids(&index, v, false, &SearchFilter::default());
+        assert!(got
+            .iter()
+            .all(|id| id[3..].parse::<usize>().unwrap() % 2 == 1));
+        if i % 2 == 1 {
+            assert_eq!(got[0], format!("img{i}"));
+        }
+    }
+    let compacted = index.compact().unwrap();
+    assert_eq!(compacted.manifest().slots, 600);
+    assert_eq!(compacted.manifest().removed, 0);
+    drop((index, compacted));
+    let index = GalleryIndex::open(&dir, FP).unwrap();
+    assert_eq!(index.len(), 600);
+    assert_eq!(index.manifest().slots, 600);
+    let got = ids(&index, &vectors[11], false, &SearchFilter::default());
+    assert_eq!(got[0], "img11");
+}

@@ -109,11 +109,25 @@ async fn added_images_survive_a_restart() {
     let before = c.search(query(QUERIES[3])).await.unwrap().into_inner();
     server.shutdown().await.unwrap();
 
+    let fingerprint = model_files().fingerprint().unwrap();
+    let index = ivt::index::GalleryIndex::open(&index_dir, &fingerprint).unwrap();
+    assert_eq!(
+        (index.len(), index.graph_pending()),
+        (6, 0),
+        "graph saved at shutdown"
+    );
+    drop(index);
+
     let server = serve(config(&index_dir)).await;
     let mut c = client(&server).await;
     let info = c.info(InfoRequest {}).await.unwrap().into_inner();
     assert_eq!(info.gallery_size, 6);
     let after = c.search(query(QUERIES[3])).await.unwrap().into_inner();
+    let graph = SearchRequest {
+        exact: false,
+        ..query(QUERIES[3])
+    };
+    let through_graph = c.search(graph).await.unwrap().into_inner();
     let ids = |r: &ivt::proto::SearchResponse| {
         r.results
             .iter()
@@ -121,6 +135,7 @@ async fn added_images_survive_a_restart() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&before), ids(&after));
+    assert_eq!(ids(&before), ids(&through_graph));
     assert_eq!(after.results.len(), 3, "three persons");
     server.shutdown().await.unwrap();
 }

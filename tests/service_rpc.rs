@@ -413,6 +413,11 @@ async fn bad_inputs_are_invalid_argument_and_harm_no_one() {
     let r = c.remove_images(RemoveImagesRequest::default()).await;
     expect_invalid("remove nothing", r, "give image_ids or person_ids").await;
 
+    // Within the byte limit but beyond the model's 512 positions: answered, flagged truncated.
+    let long = "red coat ".repeat(450);
+    let r = c.search(s(&long)).await.unwrap().into_inner();
+    assert!(r.truncated);
+
     // None of that disturbed the server or the gallery.
     let r = c.search(s(QUERIES[2])).await.unwrap().into_inner();
     assert_eq!((r.results.len(), r.gallery_size), (4, 4));

@@ -106,3 +106,66 @@ impl From<ServiceError> for Status {
         Status::new(code, e.to_string())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_get_client_codes_and_server_faults_internal() {
+        let cases: Vec<(ServiceError, Code)> = vec![
+            (
+                ServiceError::InvalidArgument("x".into()),
+                Code::InvalidArgument,
+            ),
+            (ServiceError::Text(TextError::Empty), Code::InvalidArgument),
+            (
+                ServiceError::Model(ModelError::Text(TextError::Empty)),
+                Code::InvalidArgument,
+            ),
+            (
+                ServiceError::Image {
+                    index: 0,
+                    source: ImageError::UnknownFormat,
+                },
+                Code::InvalidArgument,
+            ),
+            (ServiceError::NotFound("x".into()), Code::NotFound),
+            (
+                ServiceError::Overloaded {
+                    queued: 1,
+                    limit: 1,
+                },
+                Code::ResourceExhausted,
+            ),
+            (ServiceError::DeadlineExceeded("x"), Code::DeadlineExceeded),
+            (ServiceError::NotReady("x"), Code::Unavailable),
+            (ServiceError::ShuttingDown, Code::Unavailable),
+            (ServiceError::Unauthenticated("x"), Code::Unauthenticated),
+            (
+                IndexError::DuplicateImageId("x".into()).into(),
+                Code::AlreadyExists,
+            ),
+            (
+                IndexError::InvalidFilter("x".into()).into(),
+                Code::InvalidArgument,
+            ),
+            (IndexError::NotFound("/idx".into()).into(), Code::Internal),
+            (
+                IndexError::Dimension {
+                    expected: 2,
+                    got: 3,
+                }
+                .into(),
+                Code::Internal,
+            ),
+            (ServiceError::Internal("x".into()), Code::Internal),
+        ];
+        for (e, code) in cases {
+            let msg = e.to_string();
+            let status = Status::from(e);
+            assert_eq!(status.code(), code, "{msg}");
+            assert_eq!(status.message(), msg);
+        }
+    }
+}

@@ -113,6 +113,22 @@ impl Gallery {
         .await?
     }
 
+    /// Dumps the HNSW graph when online adds left it ahead of its last dump, so that the next
+    /// start need not re-insert them. (The images themselves were durable when added.)
+    pub async fn persist(&self) -> Result<(), ServiceError> {
+        let this = self.clone();
+        blocking(move || {
+            let mut index = this.write()?;
+            let pending = index.graph_pending();
+            if pending > 0 {
+                index.save_graph()?;
+                tracing::info!(pending, "graph saved");
+            }
+            Ok(())
+        })
+        .await?
+    }
+
     fn read(&self) -> Result<RwLockReadGuard<'_, GalleryIndex>, ServiceError> {
         self.index
             .read()

@@ -156,8 +156,8 @@ impl RunningServer {
     }
 
     /// Graceful shutdown: NOT_SERVING, wait `drain_delay`, stop accepting, finish in-flight
-    /// requests (at most `shutdown_timeout`), then stop the model thread. Gallery changes are
-    /// durable when each call returns, so nothing is left to persist.
+    /// requests (at most `shutdown_timeout`), save the HNSW graph if online adds grew it, then
+    /// stop the model thread. Gallery changes themselves are durable when each call returns.
     pub async fn shutdown(mut self) -> Result<(), ServiceError> {
         tracing::info!("shutting down: NOT_SERVING");
         self.health
@@ -180,6 +180,11 @@ impl RunningServer {
                 return Ok(());
             }
         };
+        if let Some(core) = self.shared.core.get() {
+            if let Err(e) = core.gallery.persist().await {
+                tracing::error!(error = %e, "could not save the graph; the next start re-inserts");
+            }
+        }
         let thread = self.model_thread.lock().ok().and_then(|mut t| t.take());
         // The last handle to the queues goes with `self`: the batching tasks end, then the model thread.
         drop(self);

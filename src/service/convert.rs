@@ -138,9 +138,10 @@ fn person_result(hit: PersonHit) -> proto::SearchResult {
 }
 
 fn image_result(hit: ImageHit) -> proto::SearchResult {
-    let m = image_match(hit.clone());
+    let person_id = hit.record.person_id.clone();
+    let m = image_match(hit);
     proto::SearchResult {
-        person_id: hit.record.person_id,
+        person_id,
         score: m.score,
         image_id: m.image_id.clone(),
         camera_id: m.camera_id.clone(),

@@ -8,8 +8,9 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::TcpIncoming;
+use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::{Identity, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
@@ -56,20 +57,7 @@ impl RunningServer {
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
-        let auth = Auth::new(config.api_key.as_deref());
-        let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
-        let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
-        let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
-        // Room for a full batch of the largest images in one message.
-        let max_message = config.limits.max_image_bytes * config.batch.max_batch + (1 << 20);
-        let retrieval = RetrievalServer::new(RetrievalService::new(shared.clone()))
-            .max_decoding_message_size(max_message)
-            .max_encoding_message_size(usize::MAX);
-        let router = builder(&config)?
-            .add_service(health_service)
-            .add_service(InterceptedService::new(reflection_v1, auth.clone()))
-            .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
-            .add_service(InterceptedService::new(retrieval, auth));
+        let router = router(&config, shared.clone(), health_service)?;
         let (stop, stopped) = oneshot::channel::<()>();
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
@@ -194,6 +182,28 @@ impl RunningServer {
         tracing::info!("stopped");
         result
     }
+}
+
+/// All services on one router: health open to all, the rest behind the API key (if any).
+fn router(
+    config: &ServiceConfig,
+    shared: Arc<Shared>,
+    health: HealthServer<impl Health>,
+) -> Result<Router, ServiceError> {
+    let auth = Auth::new(config.api_key.as_deref());
+    let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
+    // Room for a full batch of the largest images in one message.
+    let max_message = config.limits.max_image_bytes * config.batch.max_batch + (1 << 20);
+    let retrieval = RetrievalServer::new(RetrievalService::new(shared))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(usize::MAX);
+    Ok(builder(config)?
+        .add_service(health)
+        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+        .add_service(InterceptedService::new(retrieval, auth)))
 }
 
 /// Reflection over our API and health, so `grpcurl` needs no .proto files.

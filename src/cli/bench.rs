@@ -16,6 +16,11 @@ pub enum BenchCommand {
     /// Encoder throughput with random weights: images/s and texts/s at batch 1 and 16, achieved
     /// GFLOP/s, and the GFLOP/s of a plain f32 matmul measured in the same run.
     Encode(EncodeBenchArgs),
+    /// Gallery index on synthetic clustered vectors: build time, memory, recall@10 and
+    /// queries/s of HNSW at several `ef` against exact search.
+    Index(super::bench_index::IndexBenchArgs),
+    /// Load on a running `ivt serve`: queries/s and latency percentiles per concurrency level.
+    Serve(super::bench_serve::ServeBenchArgs),
 }
 
 /// Arguments of `ivt bench encode`.
@@ -45,6 +50,8 @@ pub struct EncodeBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Encode(args) => bench_encode(args),
+        BenchCommand::Index(args) => super::bench_index::run(args),
+        BenchCommand::Serve(args) => super::bench_serve::run(args),
     }
 }
 

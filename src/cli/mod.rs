@@ -2,9 +2,14 @@
 //! to stdout as JSON, logs and progress to stderr.
 
 pub mod bench;
+pub mod bench_index;
+pub mod bench_serve;
 pub mod common;
 pub mod convert;
 pub mod encode;
+pub mod index;
+pub mod search;
+pub mod serve;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +31,13 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Convert a checkpoint (.pth or safetensors) into a clean model directory.
     Convert(convert::ConvertArgs),
+    /// Build, inspect and change gallery indexes.
+    #[command(subcommand)]
+    Index(index::IndexCommand),
+    /// Search a gallery index with a text description (JSON on stdout).
+    Search(search::SearchArgs),
+    /// Serve retrieval over gRPC (health, reflection, metrics, batching).
+    Serve(serve::ServeArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -34,7 +46,7 @@ pub enum Command {
 /// Logs go to stderr so that stdout stays machine-readable (`ivt ... | jq`).
 pub fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -50,6 +62,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Index(cmd) => index::run(cmd),
+        Command::Search(args) => search::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

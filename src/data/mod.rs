@@ -2,6 +2,7 @@
 //! (CUHK-PEDES, ICFG-PEDES, RSTPReid).
 
 pub mod datasets;
+pub mod gallery;
 
 pub use datasets::{
     contiguous_labels, filter_split, read_dataset, DataError, DatasetFormat, DatasetImage,

@@ -78,8 +78,28 @@ impl TopK {
     }
 }
 
-/// Dot product with independent accumulators so the compiler vectorises it (AVX/AVX-512).
+/// Dot product, using AVX2 when the CPU has it (checked once per call, a cached atomic load):
+/// the crate is built for baseline x86-64, which only has 4-wide SSE2.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU supports AVX2, checked just above.
+        return unsafe { dot_avx2(a, b) };
+    }
+    dot_portable(a, b)
+}
+
+/// [`dot_portable`] compiled with AVX2 enabled (8-wide lanes).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn dot_avx2(a: &[f32], b: &[f32]) -> f32 {
+    dot_portable(a, b)
+}
+
+/// Dot product with 16 independent accumulators so the compiler can vectorise it (float
+/// addition is not associative, so a plain running sum stays scalar).
+#[inline(always)]
+fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; 16];
     let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
     let tail: f32 = ca

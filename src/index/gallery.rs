@@ -15,6 +15,9 @@ use super::{SearchFilter, SearchParams};
 /// Rows copied per `add` while compacting (bounds the memory of one batch).
 const COMPACT_BATCH: usize = 4096;
 
+/// Vectors copied out of the store per parallel graph insertion.
+const GRAPH_INSERT_CHUNK: usize = 16_384;
+
 /// A gallery of image embeddings with metadata, searchable by image or by person.
 ///
 /// Searches take `&self` and may run concurrently; changes take `&mut self` and are durable
@@ -91,7 +94,8 @@ impl GalleryIndex {
     /// Makes this generation the live index of its directory (atomically) and removes older
     /// generations.
     pub fn publish(&mut self) -> Result<(), IndexError> {
-        if self.dir.extension().is_some_and(|e| e == "building") {
+        if self.is_building() {
+            self.insert_into_graph(self.graph.as_ref().map_or(0, Graph::len));
             if self.graph_pending() > 0 {
                 self.save_graph()?;
             }
@@ -110,6 +114,25 @@ impl GalleryIndex {
     pub fn open(dir: &Path, model_fingerprint: &str) -> Result<Self, IndexError> {
         let generation = layout::current(dir)?;
         Self::load(dir, generation, model_fingerprint)
+    }
+
+    /// Opens the index at `dir` whatever model built it: for maintenance that never compares
+    /// embeddings with a model's (remove, compact).
+    pub fn open_any(dir: &Path) -> Result<Self, IndexError> {
+        let generation = layout::current(dir)?;
+        let fingerprint = IndexManifest::read(&generation)?.model_fingerprint;
+        Self::load(dir, generation, &fingerprint)
+    }
+
+    /// Deletes interrupted builds in `dir` (a fresh build does this instead of resuming).
+    /// Returns how many were deleted.
+    pub fn discard_pending_builds(dir: &Path) -> Result<usize, IndexError> {
+        let mut n = 0;
+        while let Some(building) = layout::pending_build(dir)? {
+            std::fs::remove_dir_all(&building).map_err(IndexError::io(&building))?;
+            n += 1;
+        }
+        Ok(n)
     }
 
     /// Reads the manifest of the index at `dir` without loading it (for `ivt index info`).
@@ -141,8 +164,16 @@ impl GalleryIndex {
             graph,
         };
         index.sync_counts();
-        index.insert_into_graph(index.graph.as_ref().map_or(0, Graph::len));
+        if !index.is_building() {
+            index.insert_into_graph(index.graph.as_ref().map_or(0, Graph::len));
+        }
         Ok(index)
+    }
+
+    /// True for an unpublished generation: its graph is built in one parallel pass at publish
+    /// time instead of batch by batch, and searches on it are exact.
+    fn is_building(&self) -> bool {
+        self.dir.extension().is_some_and(|e| e == "building")
     }
 
     /// Inserts slots `from..` into the graph (those added after the last dump), creating the
@@ -155,10 +186,17 @@ impl GalleryIndex {
         let graph = self
             .graph
             .get_or_insert_with(|| Graph::new(&self.manifest.hnsw, slots));
-        let rows: Vec<(usize, Vec<f32>)> =
-            (from..slots).map(|s| (s, self.vectors.row(s))).collect();
-        let items: Vec<(&[f32], usize)> = rows.iter().map(|(s, v)| (v.as_slice(), *s)).collect();
-        graph.insert(&items);
+        // In chunks, so a bulk build never holds a second copy of every vector.
+        for start in (from..slots).step_by(GRAPH_INSERT_CHUNK) {
+            let end = (start + GRAPH_INSERT_CHUNK).min(slots);
+            let rows: Vec<Vec<f32>> = (start..end).map(|s| self.vectors.row(s)).collect();
+            let items: Vec<(&[f32], usize)> = rows
+                .iter()
+                .zip(start..end)
+                .map(|(v, s)| (v.as_slice(), s))
+                .collect();
+            graph.insert(&items);
+        }
     }
 
     /// Slots in the graph that its last dump does not cover (re-inserted at every open).
@@ -363,7 +401,9 @@ impl GalleryIndex {
         for (record, _) in items {
             self.meta.push(record);
         }
-        self.insert_into_graph(first);
+        if !self.is_building() {
+            self.insert_into_graph(first);
+        }
         Ok(())
     }
 
@@ -416,7 +456,7 @@ impl GalleryIndex {
 
     /// Deletes an unpublished generation (a failed build or compaction).
     pub fn discard(self) {
-        if self.dir.extension().is_some_and(|e| e == "building") {
+        if self.is_building() {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {
                 tracing::warn!(path = %self.dir.display(), error = %e, "cannot remove unfinished index");
             }

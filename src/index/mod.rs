@@ -19,6 +19,7 @@ mod layout;
 mod manifest;
 mod metadata;
 mod params;
+pub mod pipeline;
 mod record;
 
 pub use error::IndexError;

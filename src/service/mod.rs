@@ -1,1 +1,31 @@
-//! The gRPC retrieval service.
+//! The gRPC retrieval service (`ivt.v1.Retrieval`), structured like text-embeddings-inference:
+//!
+//! - [`RunningServer`] (`server.rs`): lifecycle — bind, health, reflection, auth, TLS; load and
+//!   warm up; graceful shutdown.
+//! - `retrieval.rs`: the RPC handlers (validation, one span and one metrics record per request).
+//! - `infer.rs`: admission (a semaphore: a full queue answers RESOURCE_EXHAUSTED at once),
+//!   tokenisation and image decoding on the blocking pool, queueing.
+//! - `queue.rs`: the batching tasks (max batch, max wait; entries whose caller left are skipped).
+//! - `worker.rs`: the model on its own OS thread, one batch at a time, answers via oneshots.
+//! - `gallery.rs`: the index behind a read/write lock, searched on the blocking pool.
+//! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.
+
+mod auth;
+mod config;
+mod convert;
+mod deadline;
+mod error;
+mod gallery;
+mod infer;
+pub mod metrics;
+mod queue;
+mod retrieval;
+mod server;
+mod worker;
+
+pub use config::{BatchConfig, Limits, ServiceConfig, TlsFiles};
+pub use error::ServiceError;
+pub use server::{bind, shutdown_signal, RunningServer};
+
+/// Name of the retrieval service in health checks and reflection.
+pub const SERVICE_NAME: &str = crate::proto::retrieval_server::SERVICE_NAME;

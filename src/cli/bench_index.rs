@@ -1,0 +1,314 @@
+//! `ivt bench index`: HNSW against exact search on synthetic clustered, L2-normalised vectors
+//! (a mixture of Gaussians, not uniform noise): build time, memory, recall@10 and queries/s.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+
+use crate::index::VectorStorage;
+use crate::index::{GalleryIndex, HnswParams, ImageRecord, SearchFilter, SearchParams};
+
+/// Arguments of `ivt bench index`.
+#[derive(Debug, clap::Args)]
+pub struct IndexBenchArgs {
+    /// Gallery size.
+    #[arg(long, default_value_t = 200_000)]
+    pub vectors: usize,
+    /// Embedding dimension.
+    #[arg(long, default_value_t = 768)]
+    pub dim: usize,
+    /// Gaussian clusters in the mixture (think persons seen from several cameras).
+    #[arg(long, default_value_t = 5_000)]
+    pub clusters: usize,
+    /// Intrinsic dimension of the cluster centres (0 = independent random centres). Real
+    /// embeddings vary along few directions; independent centres in 768-d are all orthogonal,
+    /// which leaves a graph nothing to navigate by (HNSW's worst case, worth measuring too).
+    #[arg(long, default_value_t = 32)]
+    pub latent_dim: usize,
+    /// Per-coordinate standard deviation around a cluster centre, before normalisation.
+    #[arg(long, default_value_t = 0.03)]
+    pub spread: f32,
+    /// Query vectors (drawn from the same mixture, not in the gallery).
+    #[arg(long, default_value_t = 1_000)]
+    pub queries: usize,
+    /// HNSW `ef` values to measure.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,96,128,256")]
+    pub ef: Vec<usize>,
+    /// HNSW neighbours per node.
+    #[arg(long, default_value_t = HnswParams::default().max_nb_connection)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list while building.
+    #[arg(long, default_value_t = HnswParams::default().ef_construction)]
+    pub ef_construction: usize,
+    /// Store embeddings as f16.
+    #[arg(long)]
+    pub f16: bool,
+    /// Where to write the index (default: a temporary directory, removed afterwards).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Random seed.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// Vectors generated and added per step, bounding the bench's own memory.
+const CHUNK: usize = 8_192;
+/// Nearest neighbours compared.
+const K: usize = 10;
+
+/// A mixture of Gaussians on the unit sphere.
+struct Mixture {
+    centres: Vec<Vec<f32>>,
+    spread: f32,
+}
+
+impl Mixture {
+    fn new(rng: &mut StdRng, args: &IndexBenchArgs) -> Self {
+        let (dim, latent) = (args.dim, args.latent_dim);
+        // Centres = a random linear map of latent Gaussians (or plain Gaussians).
+        let map: Vec<f32> = (0..dim * latent).map(|_| gaussian(rng)).collect();
+        let centre = |rng: &mut StdRng| -> Vec<f32> {
+            if latent == 0 {
+                return (0..dim).map(|_| gaussian(rng)).collect();
+            }
+            let z: Vec<f32> = (0..latent).map(|_| gaussian(rng)).collect();
+            map.chunks(latent)
+                .map(|row| row.iter().zip(&z).map(|(a, b)| a * b).sum())
+                .collect()
+        };
+        let centres = (0..args.clusters.max(1))
+            .map(|_| normalise(centre(rng)))
+            .collect();
+        Mixture {
+            centres,
+            spread: args.spread,
+        }
+    }
+
+    fn sample(&self, rng: &mut StdRng) -> Vec<f32> {
+        let c = &self.centres[rng.random_range(0..self.centres.len())];
+        normalise(c.iter().map(|x| x + self.spread * gaussian(rng)).collect())
+    }
+}
+
+fn gaussian(rng: &mut StdRng) -> f32 {
+    // Box-Muller: the rand core crate has no normal distribution.
+    let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
+    (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+}
+
+fn normalise(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt().max(1e-12);
+    v.into_iter().map(|a| a / n).collect()
+}
+
+/// Resident memory of this process from /proc/self/status, in MiB (Linux only).
+fn memory() -> serde_json::Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map(|kb| kb / 1024.0)
+    };
+    serde_json::json!({
+        "rss_mib": field("VmRSS:"),
+        "rss_anon_mib": field("RssAnon:"),
+        "rss_file_mib": field("RssFile:"),
+        "peak_rss_mib": field("VmHWM:"),
+    })
+}
+
+fn mib(v: &serde_json::Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(0.0)
+}
+
+/// Runs the benchmark; a JSON report goes to stdout, a summary to stderr.
+pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
+    let tmp = tempfile_dir(&args)?;
+    let dir = tmp.join("index");
+    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mixture = Mixture::new(&mut rng, &args);
+    let queries: Vec<Vec<f32>> = (0..args.queries)
+        .map(|_| mixture.sample(&mut rng))
+        .collect();
+
+    let (store_s, graph_s) = build(&args, &dir, &mixture, &mut rng)?;
+    let raw_mib = (args.vectors * args.dim * 4) as f64 / (1 << 20) as f64;
+    eprintln!(
+        "built {} x {}: storing {store_s:.1}s, graph {graph_s:.1}s",
+        args.vectors, args.dim
+    );
+
+    let before_open = memory();
+    let t = Instant::now();
+    let index = GalleryIndex::open(&dir, "bench")?;
+    let open_s = t.elapsed().as_secs_f64();
+    let after_open = memory();
+
+    let exact = measure_exact(&index, &queries)?;
+    let truth = exact.1;
+    let mut rows = Vec::new();
+    for &ef in &args.ef {
+        let (qps, recall) = measure_hnsw(&index, &queries, ef, &truth)?;
+        eprintln!(
+            "ef {ef:>4}: recall@10 {recall:.4}  {qps:9.1} queries/s  ({:.1}x exact)",
+            qps / exact.0
+        );
+        rows.push(serde_json::json!({"ef": ef, "recall_at_10": recall, "queries_per_second": qps, "speedup_vs_exact": qps / exact.0}));
+    }
+    let after_search = memory();
+    let index_mib = mib(&after_search, "rss_mib") - mib(&before_open, "rss_mib");
+    eprintln!("exact: {:.1} queries/s; open {open_s:.2}s; index memory after searching {index_mib:.0} MiB = {:.2}x raw f32 ({raw_mib:.0} MiB)", exact.0, index_mib / raw_mib);
+    let self_recall = self_recall(&index, 2_000.min(args.vectors))?;
+    let report = serde_json::json!({
+        "bench": "index",
+        "vectors": args.vectors, "dim": args.dim, "clusters": args.clusters, "latent_dim": args.latent_dim, "spread": args.spread,
+        "queries": args.queries, "threads": rayon::current_num_threads(),
+        "hnsw_params": index.manifest().hnsw, "storage": index.manifest().storage,
+        "build_seconds": {"store": store_s, "graph": graph_s},
+        "open_seconds": open_s,
+        "raw_vectors_mib": raw_mib,
+        "memory": {"before_open": before_open, "after_open": after_open, "after_search": after_search,
+                   "index_mib": index_mib, "index_over_raw": index_mib / raw_mib},
+        "exact_queries_per_second": exact.0,
+        "hnsw": rows,
+        "self_recall_at_1": self_recall,
+    });
+    println!("{report}");
+    drop(index);
+    if args.dir.is_none() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    Ok(())
+}
+
+fn tempfile_dir(args: &IndexBenchArgs) -> anyhow::Result<PathBuf> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!("ivt-bench-index-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Writes the gallery in chunks, then builds the graph; returns (store, graph) seconds.
+fn build(
+    args: &IndexBenchArgs,
+    dir: &std::path::Path,
+    mixture: &Mixture,
+    rng: &mut StdRng,
+) -> anyhow::Result<(f64, f64)> {
+    let params = HnswParams {
+        max_nb_connection: args.hnsw_m,
+        ef_construction: args.ef_construction,
+        ..HnswParams::default()
+    };
+    let storage = if args.f16 {
+        VectorStorage::F16
+    } else {
+        VectorStorage::F32
+    };
+    let _ = GalleryIndex::discard_pending_builds(dir)?;
+    let mut index = GalleryIndex::begin_build(dir, "bench", args.dim, params, storage)?;
+    let t = Instant::now();
+    for start in (0..args.vectors).step_by(CHUNK) {
+        let end = (start + CHUNK).min(args.vectors);
+        let items = (start..end)
+            .map(|i| {
+                let mut r = ImageRecord::new(format!("v{i}"), format!("p{}", i / 4));
+                r.camera_id = Some(format!("c{}", i % 16));
+                (r, mixture.sample(rng))
+            })
+            .collect();
+        index.add(items)?;
+    }
+    let store_s = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    index.publish()?;
+    Ok((store_s, t.elapsed().as_secs_f64()))
+}
+
+/// Exact queries/s (queries one after another, each scanning in parallel) and the top-10 ids.
+fn measure_exact(
+    index: &GalleryIndex,
+    queries: &[Vec<f32>],
+) -> anyhow::Result<(f64, Vec<HashSet<String>>)> {
+    let params = SearchParams {
+        top_k: K,
+        ef: None,
+        exact: true,
+    };
+    let t = Instant::now();
+    let mut truth = Vec::with_capacity(queries.len());
+    for q in queries {
+        let hits = index.search_images(q, &params, &SearchFilter::default())?;
+        truth.push(hits.into_iter().map(|h| h.record.image_id).collect());
+    }
+    Ok((queries.len() as f64 / t.elapsed().as_secs_f64(), truth))
+}
+
+/// HNSW queries/s (queries spread over all cores, one thread each) and recall@10.
+fn measure_hnsw(
+    index: &GalleryIndex,
+    queries: &[Vec<f32>],
+    ef: usize,
+    truth: &[HashSet<String>],
+) -> anyhow::Result<(f64, f64)> {
+    let params = SearchParams {
+        top_k: K,
+        ef: Some(ef),
+        exact: false,
+    };
+    let t = Instant::now();
+    let found: Vec<usize> = queries
+        .par_iter()
+        .zip(truth)
+        .map(|(q, want)| {
+            let hits = index.search_images(q, &params, &SearchFilter::default())?;
+            Ok(hits
+                .iter()
+                .filter(|h| want.contains(&h.record.image_id))
+                .count())
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let qps = queries.len() as f64 / t.elapsed().as_secs_f64();
+    let total: usize = truth.iter().map(HashSet::len).sum();
+    Ok((
+        qps,
+        found.iter().sum::<usize>() as f64 / total.max(1) as f64,
+    ))
+}
+
+/// Fraction of gallery points that find themselves first (hnsw_rs issue #32 guard).
+fn self_recall(index: &GalleryIndex, n: usize) -> anyhow::Result<f64> {
+    let params = SearchParams {
+        top_k: 1,
+        ef: None,
+        exact: false,
+    };
+    let step = (index.len() / n.max(1)).max(1);
+    let ids: Vec<String> = (0..index.len())
+        .step_by(step)
+        .map(|i| format!("v{i}"))
+        .collect();
+    let hits: usize = ids
+        .par_iter()
+        .map(|id| {
+            let v = index.embedding(id).unwrap_or_default();
+            let top = index.search_images(&v, &params, &SearchFilter::default())?;
+            Ok(usize::from(
+                top.first().is_some_and(|h| &h.record.image_id == id),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .sum();
+    Ok(hits as f64 / ids.len().max(1) as f64)
+}

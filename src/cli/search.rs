@@ -1,0 +1,107 @@
+//! `ivt search`: one text query against a gallery index, results as one JSON object on stdout.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+
+use super::common::ModelArgs;
+use crate::index::{GalleryIndex, ImageHit, SearchFilter, SearchParams};
+
+/// Arguments of `ivt search`.
+#[derive(Debug, clap::Args)]
+pub struct SearchArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Index directory (built with the same model).
+    #[arg(long, env = "IVT_INDEX")]
+    pub index: PathBuf,
+    /// Description of the person to find.
+    #[arg(long)]
+    pub text: String,
+    /// Number of persons (or images with --images) to return.
+    #[arg(long, default_value_t = 10)]
+    pub top_k: usize,
+    /// Rank images instead of persons.
+    #[arg(long)]
+    pub images: bool,
+    /// Only images from this camera (repeatable).
+    #[arg(long = "camera")]
+    pub cameras: Vec<String>,
+    /// Only images captured at or after this RFC 3339 time.
+    #[arg(long)]
+    pub from: Option<DateTime<Utc>>,
+    /// Only images captured at or before this RFC 3339 time.
+    #[arg(long)]
+    pub to: Option<DateTime<Utc>>,
+    /// Leave out this person (repeatable).
+    #[arg(long = "exclude-person")]
+    pub exclude_persons: Vec<String>,
+    /// HNSW candidate list size (default: the index's); larger is slower and more accurate.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Exact (brute-force) search instead of HNSW.
+    #[arg(long)]
+    pub exact: bool,
+}
+
+/// Runs `ivt search`.
+pub fn run(args: SearchArgs) -> anyhow::Result<()> {
+    let (encoder, files) = args.model.load()?;
+    let index = GalleryIndex::open(&args.index, &files.fingerprint()?)
+        .with_context(|| format!("opening index {}", args.index.display()))?;
+    let query = encoder
+        .encode_texts(&[args.text.as_str()])?
+        .pop()
+        .context("the encoder returned no embedding")?;
+    if query.truncated {
+        tracing::warn!("query truncated to the model's maximum length");
+    }
+    let params = SearchParams {
+        top_k: args.top_k,
+        ef: args.ef,
+        exact: args.exact,
+    };
+    let filter = SearchFilter {
+        camera_ids: args.cameras.clone(),
+        captured_from: args.from,
+        captured_to: args.to,
+        exclude_person_ids: args.exclude_persons.clone(),
+    };
+    let results = if args.images {
+        let hits = index.search_images(&query.embedding, &params, &filter)?;
+        serde_json::json!({ "images": hits.iter().map(image_json).collect::<Vec<_>>() })
+    } else {
+        let persons = index.search_persons(&query.embedding, &params, &filter)?;
+        let persons: Vec<_> = persons
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "person_id": p.person_id,
+                    "score": p.score,
+                    "images": p.images.iter().map(image_json).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        serde_json::json!({ "persons": persons })
+    };
+    let mut out = serde_json::json!({
+        "query": args.text,
+        "truncated": query.truncated,
+        "gallery_size": index.len(),
+    });
+    if let (Some(out), Some(results)) = (out.as_object_mut(), results.as_object()) {
+        out.extend(results.clone());
+    }
+    println!("{out}");
+    Ok(())
+}
+
+/// An image hit with its metadata flattened next to the score.
+fn image_json(hit: &ImageHit) -> serde_json::Value {
+    let mut v = serde_json::to_value(&hit.record).unwrap_or_default();
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("score".into(), hit.score.into());
+    }
+    v
+}

@@ -1,0 +1,155 @@
+//! `ivt serve`: the gRPC retrieval server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::common::{parse_dtype, ModelArgs};
+use crate::model::parse_device;
+use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
+
+/// Arguments of `ivt serve`. Every flag can also be set from the environment variable named in
+/// its help, as containers expect.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The model to serve.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Gallery index directory. Created empty (for this model) when it does not exist, so that
+    /// AddImages can fill it.
+    #[arg(long, env = "IVT_INDEX")]
+    pub index: PathBuf,
+    /// Address for gRPC.
+    #[arg(long, env = "IVT_ADDR", default_value = "0.0.0.0:50051")]
+    pub addr: SocketAddr,
+    /// Address for Prometheus metrics (`GET /metrics`).
+    #[arg(long, env = "IVT_METRICS_ADDR", default_value = "0.0.0.0:9000")]
+    pub metrics_addr: SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long, env = "IVT_NO_METRICS")]
+    pub no_metrics: bool,
+    /// Largest batch the model runs. Larger batches raise throughput under load (up to the
+    /// device's parallelism) but make each batch take longer.
+    #[arg(long, env = "IVT_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Microseconds the first request of a batch waits for others while the model is idle.
+    /// Under load batches fill anyway while the model runs the previous one, so 0 (the default)
+    /// gives the lowest latency; a few hundred µs can raise throughput at moderate load.
+    #[arg(long, env = "IVT_MAX_WAIT_US", default_value_t = 0)]
+    pub max_wait_us: u64,
+    /// Most inputs admitted (queued or being encoded) at once; more are refused at once with
+    /// RESOURCE_EXHAUSTED rather than queued with growing latency.
+    #[arg(long, env = "IVT_MAX_QUEUE", default_value_t = 512)]
+    pub max_queue: usize,
+    /// Longest accepted text, in UTF-8 bytes (the model reads at most 512 tokens anyway).
+    #[arg(long, env = "IVT_MAX_TEXT_BYTES", default_value_t = 4096)]
+    pub max_text_bytes: usize,
+    /// Largest accepted encoded image, in bytes.
+    #[arg(long, env = "IVT_MAX_IMAGE_BYTES", default_value_t = 8 << 20)]
+    pub max_image_bytes: usize,
+    /// Largest top_k of a Search.
+    #[arg(long, env = "IVT_MAX_TOP_K", default_value_t = 1000)]
+    pub max_top_k: u32,
+    /// Largest HNSW ef of a Search (search cost grows with it).
+    #[arg(long, env = "IVT_MAX_EF", default_value_t = 4096)]
+    pub max_ef: u32,
+    /// Most images per AddImages call (the call is one durable index write).
+    #[arg(long, env = "IVT_MAX_ADD_BATCH", default_value_t = 256)]
+    pub max_add_batch: usize,
+    /// Require `authorization: Bearer <key>` on every RPC except health.
+    #[arg(long, env = "IVT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key, serves TLS instead of plaintext.
+    #[arg(long, env = "IVT_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "IVT_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between reporting NOT_SERVING and refusing new requests on shutdown, so that load
+    /// balancers stop routing here first.
+    #[arg(long, env = "IVT_DRAIN_DELAY_S", default_value_t = 0.0)]
+    pub drain_delay_s: f64,
+    /// Longest wait, in seconds, for in-flight requests to finish on shutdown.
+    #[arg(long, env = "IVT_SHUTDOWN_TIMEOUT_S", default_value_t = 30.0)]
+    pub shutdown_timeout_s: f64,
+}
+
+impl ServeArgs {
+    /// The server configuration these flags describe.
+    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
+        let mut config = ServiceConfig::new(self.model.files()?, self.index.clone());
+        config.device = parse_device(&self.model.device)?;
+        config.dtype = parse_dtype(&self.model.dtype)?;
+        config.batch = BatchConfig {
+            max_batch: self.max_batch,
+            max_wait: Duration::from_micros(self.max_wait_us),
+        };
+        config.limits = Limits {
+            max_top_k: self.max_top_k,
+            default_top_k: 10.min(self.max_top_k),
+            max_ef: self.max_ef,
+            max_queue: self.max_queue,
+            max_text_bytes: self.max_text_bytes,
+            max_image_bytes: self.max_image_bytes,
+            max_add_batch: self.max_add_batch,
+        };
+        config.api_key = self.api_key.clone();
+        config.tls = match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => None,
+        };
+        config.metrics_addr = (!self.no_metrics).then_some(self.metrics_addr);
+        config.drain_delay = seconds(self.drain_delay_s, "--drain-delay-s")?;
+        config.shutdown_timeout = seconds(self.shutdown_timeout_s, "--shutdown-timeout-s")?;
+        Ok(config)
+    }
+}
+
+fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(s).with_context(|| format!("{flag} must be a non-negative number"))
+}
+
+/// Runs the server until SIGINT/SIGTERM.
+pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    // `api_key` is redacted by hand: never log the secret.
+    tracing::info!(
+        model = %config.model.weights.display(), index = %config.index_dir.display(),
+        addr = %args.addr, metrics = ?config.metrics_addr, batch = ?config.batch,
+        limits = ?config.limits, auth = config.api_key.is_some(), tls = config.tls.is_some(),
+        "starting ivt serve"
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("ivt-rt")
+        .build()?;
+    runtime.block_on(serve(config, args.addr))
+}
+
+async fn serve(config: ServiceConfig, addr: SocketAddr) -> anyhow::Result<()> {
+    if let Some(metrics_addr) = config.metrics_addr {
+        service::metrics::install(metrics_addr)?;
+        tracing::info!(%metrics_addr, "metrics at /metrics");
+    }
+    let listener = service::bind(addr).await?;
+    let server = RunningServer::start(config, listener).await?;
+    let loaded = tokio::select! {
+        r = server.load() => r,
+        _ = service::shutdown_signal() => {
+            server.shutdown().await?;
+            return Ok(());
+        }
+    };
+    if let Err(e) = loaded {
+        server.shutdown().await?;
+        return Err(e).context("start-up failed");
+    }
+    service::shutdown_signal().await;
+    server.shutdown().await?;
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! Everything the server needs to start, gathered in one struct so that `ivt serve` and the tests
+//! build it the same way and it can be logged at start-up.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use candle_core::{DType, Device};
+
+use crate::model::ModelFiles;
+
+/// Limits enforced on requests; published by `Info`.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest `top_k` of a Search.
+    pub max_top_k: u32,
+    /// `top_k` used when a Search sets 0.
+    pub default_top_k: u32,
+    /// Largest HNSW search breadth a Search may ask for.
+    pub max_ef: u32,
+    /// Most inputs admitted (queued or being encoded) at once.
+    pub max_queue: usize,
+    /// Longest text in UTF-8 bytes.
+    pub max_text_bytes: usize,
+    /// Largest encoded image in bytes.
+    pub max_image_bytes: usize,
+    /// Most images per AddImages call.
+    pub max_add_batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_top_k: 1000,
+            default_top_k: 10,
+            max_ef: 4096,
+            max_queue: 512,
+            max_text_bytes: 4096,
+            max_image_bytes: 8 << 20,
+            max_add_batch: 256,
+        }
+    }
+}
+
+/// How the batching task forms batches.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Largest batch the model runs.
+    pub max_batch: usize,
+    /// How long the first request of a batch may wait for company while the model is idle.
+    pub max_wait: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_batch: 32,
+            // Batches fill while the model runs the previous one; waiting only adds latency.
+            max_wait: Duration::ZERO,
+        }
+    }
+}
+
+/// PEM files of the server's TLS identity.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Configuration of one server.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// The model to load.
+    pub model: ModelFiles,
+    /// Where the model runs.
+    pub device: Device,
+    /// Compute precision.
+    pub dtype: DType,
+    /// Gallery index directory; created empty when it does not exist.
+    pub index_dir: PathBuf,
+    /// Batching policy.
+    pub batch: BatchConfig,
+    /// Request limits.
+    pub limits: Limits,
+    /// Bearer token required on every RPC except health; `None` disables auth.
+    pub api_key: Option<String>,
+    /// TLS identity; `None` serves plaintext (e.g. behind a mesh that terminates TLS).
+    pub tls: Option<TlsFiles>,
+    /// Prometheus endpoint; `None` disables the exporter.
+    pub metrics_addr: Option<SocketAddr>,
+    /// Time between reporting NOT_SERVING and refusing new requests, so that load balancers
+    /// stop routing here first.
+    pub drain_delay: Duration,
+    /// Longest wait for in-flight requests after shutdown starts.
+    pub shutdown_timeout: Duration,
+}
+
+impl ServiceConfig {
+    /// A configuration with default limits, no auth, TLS or metrics.
+    pub fn new(model: ModelFiles, index_dir: PathBuf) -> Self {
+        Self {
+            model,
+            device: Device::Cpu,
+            dtype: DType::F32,
+            index_dir,
+            batch: BatchConfig::default(),
+            limits: Limits::default(),
+            api_key: None,
+            tls: None,
+            metrics_addr: None,
+            drain_delay: Duration::ZERO,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}

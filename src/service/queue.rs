@@ -1,0 +1,99 @@
+//! The request queue and the batching task: entries wait here until the model thread can take a
+//! batch. Entries whose caller went away (cancelled, deadline passed) are dropped unencoded.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+use super::{metrics, BatchConfig, ServiceError};
+use crate::image::Pixels;
+use crate::text::Tokenized;
+
+/// The model's answer for one input.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// L2-normalised embedding.
+    pub embedding: Vec<f32>,
+    /// Time between entering the queue and the start of the model's pass.
+    pub queue: Duration,
+    /// Duration of the model pass (shared by the batch).
+    pub encode: Duration,
+}
+
+/// One input waiting to be encoded.
+pub struct Entry<T> {
+    /// Tokenised text or preprocessed image.
+    pub input: T,
+    /// Where the answer goes; closed when the caller went away.
+    pub reply: oneshot::Sender<Result<Encoded, ServiceError>>,
+    /// When the entry was queued.
+    pub enqueued: Instant,
+    /// The caller's deadline, if any.
+    pub deadline: Option<Instant>,
+    /// The admission permit travels with the entry, so the queue limit counts exactly the
+    /// entries not yet answered or dropped, even when callers give up.
+    pub _permit: OwnedSemaphorePermit,
+}
+
+impl<T> Entry<T> {
+    /// False (and the caller told, if still listening) when the entry should not be encoded.
+    pub fn is_live(&mut self, now: Instant) -> bool {
+        if self.reply.is_closed() {
+            return false;
+        }
+        match self.deadline {
+            Some(d) if d <= now => {
+                let (tx, _) = oneshot::channel();
+                let reply = std::mem::replace(&mut self.reply, tx);
+                let _ = reply.send(Err(ServiceError::DeadlineExceeded("queued")));
+                false
+            }
+            _ => true,
+        }
+    }
+}
+
+/// A batch for the model thread: one modality per forward pass.
+pub enum Batch {
+    /// Tokenised texts.
+    Texts(Vec<Entry<Tokenized>>),
+    /// Preprocessed images.
+    Images(Vec<Entry<Pixels>>),
+}
+
+/// Forms batches from `rx` and hands them to the model thread through `model`, whose capacity of
+/// one lets the next batch fill while the current one runs. Ends when every sender is dropped.
+pub async fn batching_task<T>(
+    mut rx: mpsc::Receiver<Entry<T>>,
+    model: mpsc::Sender<Batch>,
+    cfg: BatchConfig,
+    modality: &'static str,
+    wrap: fn(Vec<Entry<T>>) -> Batch,
+) {
+    while let Some(first) = rx.recv().await {
+        let wait_until = tokio::time::Instant::from_std(first.enqueued + cfg.max_wait);
+        let mut batch = vec![first];
+        while batch.len() < cfg.max_batch {
+            match tokio::time::timeout_at(wait_until, rx.recv()).await {
+                Ok(Some(entry)) => batch.push(entry),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        // Wait for the model to have room; whatever queues meanwhile joins this batch for free.
+        let Ok(slot) = model.reserve().await else {
+            return;
+        };
+        while batch.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        let now = Instant::now();
+        batch.retain_mut(|e| e.is_live(now));
+        if !batch.is_empty() {
+            metrics::batch(modality, batch.len());
+            slot.send(wrap(batch));
+        }
+    }
+}

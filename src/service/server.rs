@@ -1,0 +1,287 @@
+//! Server lifecycle: bind and answer health at once, load and warm up the model and index, then
+//! report SERVING; on shutdown report NOT_SERVING, drain in-flight requests and stop the model.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::{Identity, ServerTlsConfig};
+use tonic_health::pb::health_server::{Health, HealthServer};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use super::auth::Auth;
+use super::gallery::Gallery;
+use super::infer::Infer;
+use super::queue::{batching_task, Batch};
+use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
+use super::{worker, ServiceConfig, ServiceError};
+use crate::image::Pixels;
+use crate::model::Encoder;
+use crate::proto::retrieval_server::{RetrievalServer, SERVICE_NAME};
+
+type ServeResult = Result<(), tonic::transport::Error>;
+
+/// A running server. Dropping it without [`RunningServer::shutdown`] leaves the tasks running
+/// until the runtime ends.
+pub struct RunningServer {
+    addr: SocketAddr,
+    config: ServiceConfig,
+    shared: Arc<Shared>,
+    health: HealthReporter,
+    stop: Option<oneshot::Sender<()>>,
+    serve: tokio::task::JoinHandle<ServeResult>,
+    model_thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RunningServer {
+    /// Starts answering on `listener`: health says "" SERVING and `ivt.v1.Retrieval` NOT_SERVING,
+    /// and retrieval RPCs answer UNAVAILABLE until [`RunningServer::load`] succeeds.
+    pub async fn start(config: ServiceConfig, listener: TcpListener) -> Result<Self, ServiceError> {
+        validate(&config)?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServiceError::Startup(format!("listener address: {e}")))?;
+        let shared = Arc::new(Shared {
+            core: OnceLock::new(),
+            limits: config.limits.clone(),
+            // An Encode call must fit in the queue at once, or it could never be admitted.
+            max_inputs: config.batch.max_batch.min(config.limits.max_queue),
+            max_batch: config.batch.max_batch,
+        });
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        let router = router(&config, shared.clone(), health_service)?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+            let _ = stopped.await;
+        }));
+        tracing::info!(%addr, tls = config.tls.is_some(), auth = config.api_key.is_some(), "listening");
+        Ok(Self {
+            addr,
+            config,
+            shared,
+            health,
+            stop: Some(stop),
+            serve,
+            model_thread: Mutex::new(None),
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Loads and warms up the model, opens (or creates) the index, starts the batching tasks and
+    /// the model thread, then reports SERVING.
+    pub async fn load(&self) -> Result<(), ServiceError> {
+        let config = self.config.clone();
+        let (encoder, gallery, fingerprint) =
+            super::infer::blocking(move || load_blocking(&config)).await??;
+        let info = ModelInfo {
+            name: encoder.name().to_string(),
+            config_json: serde_json::to_string(encoder.config())
+                .map_err(|e| ServiceError::Internal(e.to_string()))?,
+            dim: encoder.dim(),
+        };
+        let infer = self.start_pipeline(encoder)?;
+        let core = Core {
+            infer,
+            gallery,
+            model: info,
+        };
+        if self.shared.core.set(core).is_err() {
+            return Err(ServiceError::Internal("load called twice".into()));
+        }
+        self.health
+            .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+            .await;
+        tracing::info!(model_fingerprint = %fingerprint, "model and index ready: SERVING");
+        Ok(())
+    }
+
+    /// Starts the two batching tasks (texts, images) and the model thread they feed.
+    fn start_pipeline(&self, encoder: Encoder) -> Result<Infer, ServiceError> {
+        let (batch, max_queue) = (self.config.batch, self.config.limits.max_queue);
+        let (model_tx, model_rx) = mpsc::channel::<Batch>(1);
+        let (text_tx, text_rx) = mpsc::channel(max_queue);
+        let (image_tx, image_rx) = mpsc::channel::<super::queue::Entry<Pixels>>(max_queue);
+        tokio::spawn(batching_task(
+            text_rx,
+            model_tx.clone(),
+            batch,
+            "text",
+            Batch::Texts,
+        ));
+        tokio::spawn(batching_task(
+            image_rx,
+            model_tx,
+            batch,
+            "image",
+            Batch::Images,
+        ));
+        let infer = Infer::new(
+            text_tx,
+            image_tx,
+            max_queue,
+            encoder.tokenizer().clone(),
+            encoder.config().clone(),
+        );
+        let thread = worker::spawn(encoder, model_rx)
+            .map_err(|e| ServiceError::Startup(format!("cannot start the model thread: {e}")))?;
+        if let Ok(mut slot) = self.model_thread.lock() {
+            *slot = Some(thread);
+        }
+        Ok(infer)
+    }
+
+    /// Graceful shutdown: NOT_SERVING, wait `drain_delay`, stop accepting, finish in-flight
+    /// requests (at most `shutdown_timeout`), save the HNSW graph if online adds grew it, then
+    /// stop the model thread. Gallery changes themselves are durable when each call returns.
+    pub async fn shutdown(mut self) -> Result<(), ServiceError> {
+        tracing::info!("shutting down: NOT_SERVING");
+        self.health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+        tokio::time::sleep(self.config.drain_delay).await;
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // Health Watch streams never end by themselves and would hold their connections open.
+        self.health.clear_service_status(SERVICE_NAME).await;
+        self.health.clear_service_status("").await;
+        let drained = tokio::time::timeout(self.config.shutdown_timeout, &mut self.serve).await;
+        let result = match drained {
+            Ok(Ok(r)) => r.map_err(|e| ServiceError::Internal(format!("server: {e}"))),
+            Ok(Err(e)) => Err(ServiceError::Internal(format!("server task: {e}"))),
+            Err(_) => {
+                tracing::warn!(timeout = ?self.config.shutdown_timeout, "requests still running; closing anyway");
+                self.serve.abort();
+                return Ok(());
+            }
+        };
+        if let Some(core) = self.shared.core.get() {
+            if let Err(e) = core.gallery.persist().await {
+                tracing::error!(error = %e, "could not save the graph; the next start re-inserts");
+            }
+        }
+        let thread = self.model_thread.lock().ok().and_then(|mut t| t.take());
+        // The last handle to the queues goes with `self`: the batching tasks end, then the model thread.
+        drop(self);
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// All services on one router: health open to all, the rest behind the API key (if any).
+fn router(
+    config: &ServiceConfig,
+    shared: Arc<Shared>,
+    health: HealthServer<impl Health>,
+) -> Result<Router, ServiceError> {
+    let auth = Auth::new(config.api_key.as_deref());
+    let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
+    let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
+    let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
+    // Room for a full batch of the largest images in one message.
+    let max_message = config.limits.max_image_bytes * config.batch.max_batch + (1 << 20);
+    let retrieval = RetrievalServer::new(RetrievalService::new(shared))
+        .max_decoding_message_size(max_message)
+        .max_encoding_message_size(usize::MAX);
+    Ok(builder(config)?
+        .add_service(health)
+        .add_service(InterceptedService::new(reflection_v1, auth.clone()))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
+        .add_service(InterceptedService::new(retrieval, auth)))
+}
+
+/// Reflection over our API and health, so `grpcurl` needs no .proto files.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
+    if config.batch.max_batch == 0 || config.limits.max_queue == 0 {
+        return Err(ServiceError::Startup(
+            "max batch and max queue must be positive".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn builder(config: &ServiceConfig) -> Result<tonic::transport::Server, ServiceError> {
+    let builder = tonic::transport::Server::builder();
+    let Some(tls) = &config.tls else {
+        return Ok(builder);
+    };
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| ServiceError::Startup(format!("cannot read {}: {e}", p.display())))
+    };
+    let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
+    builder
+        .tls_config(ServerTlsConfig::new().identity(identity))
+        .map_err(|e| ServiceError::Startup(format!("TLS configuration: {e}")))
+}
+
+/// Loads the model, warms it up (first passes allocate and are slow) and opens the index.
+fn load_blocking(config: &ServiceConfig) -> Result<(Encoder, Gallery, String), ServiceError> {
+    let files = &config.model;
+    tracing::info!(model = %files.weights.display(), "loading model");
+    let encoder = Encoder::load(files, &config.device, config.dtype)?;
+    let fingerprint = files.fingerprint()?;
+    encoder.encode_texts(&["a man in a black jacket and blue jeans"])?;
+    let [h, w] = encoder.config().image_size;
+    let grey = Pixels {
+        data: vec![0.0; 3 * h * w],
+        height: h,
+        width: w,
+    };
+    encoder.embed_pixels(&[&grey])?;
+    tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
+    let gallery = Gallery::open_or_create(&config.index_dir, &fingerprint, encoder.dim())?;
+    tracing::info!(gallery_size = gallery.size()?, "index open");
+    Ok((encoder, gallery, fingerprint))
+}
+
+/// Binds a TCP listener.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, ServiceError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| ServiceError::Startup(format!("cannot listen on {addr}: {e}")))
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM (Kubernetes, docker stop).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("SIGINT received"),
+        _ = term => tracing::info!("SIGTERM received"),
+    }
+}

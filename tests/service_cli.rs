@@ -1,0 +1,136 @@
+//! `ivt serve` as a process, configured only through `IVT_*` environment variables: it becomes
+//! SERVING, exports Prometheus metrics, logs JSON, and exits 0 on SIGTERM.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ivt::proto::retrieval_client::RetrievalClient;
+use ivt::proto::SearchRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+
+fn free_port() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// Waits until the Retrieval service reports SERVING (model loaded and warm).
+async fn wait_serving(addr: SocketAddr, child: &mut Child) -> tonic::transport::Channel {
+    let start = Instant::now();
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ivt serve exited early"
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "not SERVING after 120 s"
+        );
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        if let Ok(ch) = endpoint.connect().await {
+            let req = HealthCheckRequest {
+                service: "ivt.v1.Retrieval".into(),
+            };
+            if let Ok(r) = HealthClient::new(ch.clone()).check(req).await {
+                if r.into_inner().status == ServingStatus::Serving as i32 {
+                    return ch;
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (addr, metrics) = (free_port(), free_port());
+    let log = tmp.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ivt"))
+        .arg("serve")
+        .env("IVT_MODEL", model_files_dir())
+        .env("IVT_INDEX", tmp.path().join("gallery"))
+        .env("IVT_ADDR", addr.to_string())
+        .env("IVT_METRICS_ADDR", metrics.to_string())
+        .env("IVT_MAX_BATCH", "4")
+        .env("IVT_MAX_QUEUE", "64")
+        .env("IVT_JSON_LOGS", "true")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let ch = wait_serving(addr, &mut child).await;
+    let mut c = RetrievalClient::new(ch);
+    let req = SearchRequest {
+        text: "a woman in a red coat".into(),
+        ..Default::default()
+    };
+    let r = c.search(req).await.unwrap().into_inner();
+    assert_eq!(r.gallery_size, 0);
+    let bad = c.search(SearchRequest::default()).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let page = http_get(metrics, "/metrics");
+    for needle in [
+        r#"ivt_requests_total{method="Search",code="OK"} 1"#,
+        r#"ivt_requests_total{method="Search",code="INVALID_ARGUMENT"} 1"#,
+        r#"ivt_stage_duration_seconds_bucket{stage="encode""#,
+        r#"ivt_stage_duration_seconds_bucket{stage="tokenize""#,
+        r#"ivt_stage_duration_seconds_bucket{stage="search""#,
+        r#"ivt_batch_size_bucket{modality="text""#,
+        "ivt_queue_depth 0",
+        "ivt_gallery_size 0",
+    ] {
+        assert!(page.contains(needle), "metrics lack `{needle}`:\n{page}");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_exit(&mut child, Duration::from_secs(30));
+    let logs = std::fs::read_to_string(&log).unwrap();
+    assert!(exit.success(), "exit {exit:?}; logs:\n{logs}");
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(logs.contains("creating an empty one"), "{logs}");
+    for line in logs.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("JSON log lines");
+    }
+}
+
+fn model_files_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-tiny-s12")
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("ivt serve did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

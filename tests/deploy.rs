@@ -1,0 +1,154 @@
+//! The deployment files (Dockerfile, deploy/ manifests) must agree with what the binary really
+//! accepts: every IVT_* variable they set is a real flag's env var, the ports are the flags'
+//! defaults, the probes name the real health service, and the commands parse. This keeps them from
+//! drifting when flags change. (Schema validation: scripts/validate-deploy.sh, run by CI.)
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use clap::CommandFactory;
+use ivt::cli::Cli;
+
+fn read(p: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(p))
+        .unwrap_or_else(|e| panic!("{p}: {e}"))
+}
+
+/// Env vars accepted by `ivt serve` (its flags, the flattened model flags and global flags).
+fn serve_env_vars() -> BTreeSet<String> {
+    let mut cmd = Cli::command();
+    cmd.build();
+    let serve = cmd.find_subcommand("serve").expect("serve subcommand");
+    serve
+        .get_arguments()
+        .chain(cmd.get_arguments())
+        .filter_map(|a| a.get_env())
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect()
+}
+
+/// Default of a `serve` flag, as clap shows it.
+fn serve_default(flag: &str) -> String {
+    let cmd = Cli::command();
+    let serve = cmd.find_subcommand("serve").expect("serve subcommand");
+    let arg = serve
+        .get_arguments()
+        .find(|a| a.get_long() == Some(flag))
+        .unwrap_or_else(|| panic!("--{flag}"));
+    arg.get_default_values()[0].to_string_lossy().into_owned()
+}
+
+/// `IVT_*` names mentioned in a text (keys, env entries, patch paths, ENV lines).
+fn ivt_vars(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for (i, _) in text.match_indices("IVT_") {
+        let name: String = text[i..]
+            .chars()
+            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+            .collect();
+        // "IVT_*" in prose names the family, not a variable.
+        if name.len() > "IVT_".len() {
+            out.insert(name);
+        }
+    }
+    out
+}
+
+/// `KEY: value` pairs of the ConfigMap's data.
+fn configmap() -> Vec<(String, String)> {
+    read("deploy/base/configmap.yaml")
+        .lines()
+        .filter_map(|l| l.strip_prefix("  "))
+        .filter(|l| !l.starts_with(' ') && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+fn port_of(addr: &str) -> String {
+    addr.rsplit(':').next().unwrap_or_default().to_string()
+}
+
+#[test]
+fn every_ivt_variable_in_the_deployment_files_is_a_real_flag() {
+    let known = serve_env_vars();
+    for file in [
+        "Dockerfile",
+        "deploy/base/configmap.yaml",
+        "deploy/base/deployment.yaml",
+        "deploy/overlays/gpu/kustomization.yaml",
+    ] {
+        for var in ivt_vars(&read(file)) {
+            assert!(
+                known.contains(&var),
+                "{file} sets {var}, which `ivt serve` does not read"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_configmap_is_a_valid_serve_configuration() {
+    let vars = configmap();
+    assert!(vars.iter().any(|(k, _)| k == "IVT_MODEL"));
+    for (k, v) in &vars {
+        // This test binary runs in its own process; no other test reads these.
+        std::env::set_var(k, v);
+    }
+    use clap::Parser;
+    if let Err(e) = Cli::try_parse_from(["ivt", "serve"]) {
+        panic!("ivt serve rejects the ConfigMap: {e}");
+    }
+}
+
+#[test]
+fn ports_and_probes_match_the_server() {
+    let grpc = port_of(&serve_default("addr"));
+    let metrics = port_of(&serve_default("metrics-addr"));
+    let dep = read("deploy/base/deployment.yaml");
+    assert!(dep.contains(&format!("containerPort: {grpc}")));
+    assert!(dep.contains(&format!("containerPort: {metrics}")));
+    assert_eq!(
+        dep.matches(&format!("port: {grpc}")).count(),
+        3,
+        "three gRPC probes"
+    );
+    let readiness = format!("service: {}", ivt::proto::retrieval_server::SERVICE_NAME);
+    assert_eq!(
+        dep.matches(&readiness).count(),
+        2,
+        "startup and readiness name the model service"
+    );
+    assert!(
+        dep.contains("service: \"\""),
+        "liveness checks the whole server"
+    );
+    let svc = read("deploy/base/service.yaml");
+    assert!(svc.contains(&format!("port: {grpc}")) && svc.contains(&format!("port: {metrics}")));
+    let docker = read("Dockerfile");
+    assert!(docker.contains(&format!("EXPOSE {grpc} {metrics}")));
+    for (k, v) in configmap() {
+        match k.as_str() {
+            "IVT_ADDR" => assert_eq!(port_of(&v), grpc),
+            "IVT_METRICS_ADDR" => assert_eq!(port_of(&v), metrics),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn the_index_build_job_command_parses() {
+    use clap::Parser;
+    let job = read("deploy/base/job-index-build.yaml");
+    let args: Vec<String> = job
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("args:"))
+        .skip(1)
+        .map_while(|l| l.trim_start().strip_prefix("- ").map(String::from))
+        .collect();
+    assert!(args.len() > 3, "{args:?}");
+    let argv = std::iter::once("ivt".to_string()).chain(args);
+    if let Err(e) = Cli::try_parse_from(argv) {
+        panic!("the Job's command does not parse: {e}");
+    }
+}

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod common;
 pub mod convert;
 pub mod encode;
+pub mod eval;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,8 @@ pub enum Command {
     Encode(encode::EncodeArgs),
     /// Convert a checkpoint (.pth or safetensors) into a clean model directory.
     Convert(convert::ConvertArgs),
+    /// Text-to-image retrieval metrics (R@K, mAP, mINP) of a model on a dataset split.
+    Eval(eval::EvalArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -50,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Encode(args) => encode::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Eval(args) => eval::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

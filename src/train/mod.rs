@@ -3,3 +3,6 @@
 mod cmpm;
 
 pub use cmpm::cmpm_loss;
+mod bmm;
+
+pub use bmm::{drop_tokens, kept_positions};

@@ -6,3 +6,76 @@ pub use cmpm::cmpm_loss;
 mod bmm;
 
 pub use bmm::{drop_tokens, kept_positions};
+mod augment;
+
+pub use augment::{augment, resize_bicubic, AugmentOptions};
+mod mla;
+
+pub use mla::{training_samples, TrainSample};
+mod loader;
+
+pub use loader::{epoch_batches, stream_seed, EpochLoader, LoaderConfig, MlaBatch};
+mod optim;
+
+pub use optim::{clip_grad_norm, LrSchedule, OptimConfig, Optimizer, OptimizerKind};
+mod checkpoint;
+mod run;
+mod trainer;
+
+pub use run::{restore, train, EpochLog, TrainRun, Validation, LOG_FILE};
+
+pub use trainer::{TrainConfig, Trainer};
+
+pub use checkpoint::{load_resume_point, save_checkpoint, ResumePoint, TrainState};
+
+use std::path::PathBuf;
+
+/// Errors of training and initialisation.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The dataset could not be read.
+    #[error(transparent)]
+    Data(#[from] crate::data::DataError),
+    /// The model could not be built or loaded.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+    /// A training image could not be loaded.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// Evaluation failed.
+    #[error(transparent)]
+    Eval(#[from] crate::eval::EvalError),
+    /// A text could not be tokenised.
+    #[error(transparent)]
+    Text(#[from] crate::text::TextError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A training state file is malformed.
+    #[error("invalid training state {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The settings are inconsistent.
+    #[error("invalid training settings: {0}")]
+    Settings(String),
+    /// The loss stopped being a finite number.
+    #[error("the loss diverged ({loss}) at step {step}: lower --lr or set --clip-grad")]
+    Diverged {
+        /// The loss value.
+        loss: f32,
+        /// The step.
+        step: u64,
+    },
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}

@@ -6,6 +6,7 @@ pub mod common;
 pub mod convert;
 pub mod encode;
 pub mod eval;
+pub mod init;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -30,6 +31,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Text-to-image retrieval metrics (R@K, mAP, mINP) of a model on a dataset split.
     Eval(eval::EvalArgs),
+    /// Initialise an IVT model from an ImageNet ViT and a BERT checkpoint.
+    Init(init::InitArgs),
     /// Train IVT (MLA + BMM + CMPM) on a text-person dataset.
     Train(train::TrainArgs),
     /// Measure speed.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Encode(args) => encode::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Init(args) => init::run(args),
         Command::Train(args) => train::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }

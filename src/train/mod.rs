@@ -19,6 +19,7 @@ mod optim;
 
 pub use optim::{clip_grad_norm, LrSchedule, OptimConfig, Optimizer, OptimizerKind};
 mod checkpoint;
+mod init;
 mod run;
 mod trainer;
 
@@ -27,6 +28,7 @@ pub use run::{restore, train, EpochLog, TrainRun, Validation, LOG_FILE};
 pub use trainer::{TrainConfig, Trainer};
 
 pub use checkpoint::{load_resume_point, save_checkpoint, ResumePoint, TrainState};
+pub use init::{init_from_pretrained, resize_pos_embed};
 
 use std::path::PathBuf;
 

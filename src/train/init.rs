@@ -123,10 +123,12 @@ pub fn resize_pos_embed(pos: &Tensor, (rows, cols): (usize, usize)) -> Result<Te
     let mut out = Vec::with_capacity(rows * cols * d);
     for &(y0, y1, ly) in &ys {
         for &(x0, x1, lx) in &xs {
+            let corners = [y0 * side + x0, y0 * side + x1, y1 * side + x0, y1 * side + x1]
+                .map(|i| &grid[i]);
             for c in 0..d {
-                let at = |y: usize, x: usize| f64::from(grid[y * side + x][c]);
-                let top = (1.0 - lx) * at(y0, x0) + lx * at(y0, x1);
-                let bottom = (1.0 - lx) * at(y1, x0) + lx * at(y1, x1);
+                let [a, b, e, f] = corners.map(|row| f64::from(row[c]));
+                let top = (1.0 - lx) * a + lx * b;
+                let bottom = (1.0 - lx) * e + lx * f;
                 out.push(((1.0 - ly) * top + ly * bottom) as f32);
             }
         }

@@ -123,8 +123,13 @@ pub fn resize_pos_embed(pos: &Tensor, (rows, cols): (usize, usize)) -> Result<Te
     let mut out = Vec::with_capacity(rows * cols * d);
     for &(y0, y1, ly) in &ys {
         for &(x0, x1, lx) in &xs {
-            let corners = [y0 * side + x0, y0 * side + x1, y1 * side + x0, y1 * side + x1]
-                .map(|i| &grid[i]);
+            let corners = [
+                y0 * side + x0,
+                y0 * side + x1,
+                y1 * side + x0,
+                y1 * side + x1,
+            ]
+            .map(|i| &grid[i]);
             for c in 0..d {
                 let [a, b, e, f] = corners.map(|row| f64::from(row[c]));
                 let top = (1.0 - lx) * a + lx * b;

@@ -147,7 +147,8 @@ impl Trainer {
         let ratio = self.config.mask_ratio;
         let device = self.model.device();
         let refs: Vec<_> = batch.pixels.iter().collect();
-        let tokens = self.model.embed_image(&to_tensor(&refs, device)?)?;
+        let pixels = covered_pixels(&to_tensor(&refs, device)?, self.model.config())?;
+        let tokens = self.model.embed_image(&pixels)?;
         let (tokens, _) = drop_tokens(&tokens, None, ratio, &mut rng)?;
         let image = cls(&self
             .model
@@ -186,6 +187,16 @@ impl Trainer {
         self.optimizer.step(&grads, lr)?;
         Ok(value)
     }
+}
+
+/// Crops pixels `[B, 3, H, W]` to the area the patch grid covers. The patches are unchanged, and
+/// candle's conv2d backward (which derives the input-gradient padding from the height alone)
+/// then gets consistent sizes: with stride 12 on 384x128 it fails otherwise.
+fn covered_pixels(pixels: &Tensor, cfg: &IvtConfig) -> candle_core::Result<Tensor> {
+    let (rows, cols) = cfg.patch_grid();
+    let height = (rows - 1) * cfg.stride + cfg.patch_size;
+    let width = (cols - 1) * cfg.stride + cfg.patch_size;
+    pixels.narrow(2, 0, height)?.narrow(3, 0, width)
 }
 
 fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {

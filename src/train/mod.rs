@@ -1,34 +1,35 @@
 //! Training: MLA, BMM and the CMPM loss; initialisation from ViT/BERT checkpoints.
+//!
+//! - [`augment`](augment()): the authors' image augmentation; [`EpochLoader`]: worker threads
+//!   that decode, augment and assemble [`MlaBatch`]es (three levels per sample, see
+//!   [`TrainSample`]).
+//! - [`drop_tokens`]: BMM; [`cmpm_loss`]: the loss; [`Trainer`]: one step of forward, backward
+//!   and [`Optimizer`] update.
+//! - [`train`]: the epoch loop with schedule ([`LrSchedule`]), validation, checkpoints
+//!   ([`save_checkpoint`], [`load_resume_point`]) and the JSON-lines log.
+//! - [`init_from_pretrained`]: ViT + BERT → IVT, as `ivt init`.
 
-mod cmpm;
-
-pub use cmpm::cmpm_loss;
-mod bmm;
-
-pub use bmm::{drop_tokens, kept_positions};
 mod augment;
-
-pub use augment::{augment, resize_bicubic, AugmentOptions};
-mod mla;
-
-pub use mla::{training_samples, TrainSample};
-mod loader;
-
-pub use loader::{epoch_batches, stream_seed, EpochLoader, LoaderConfig, MlaBatch};
-mod optim;
-
-pub use optim::{clip_grad_norm, LrSchedule, OptimConfig, Optimizer, OptimizerKind};
+mod bmm;
 mod checkpoint;
+mod cmpm;
 mod init;
+mod loader;
+mod mla;
+mod optim;
 mod run;
 mod trainer;
 
-pub use run::{restore, train, EpochLog, TrainRun, Validation, LOG_FILE};
-
-pub use trainer::{TrainConfig, Trainer};
-
+pub use augment::{augment, resize_bicubic, AugmentOptions};
+pub use bmm::{drop_tokens, kept_positions};
 pub use checkpoint::{load_resume_point, save_checkpoint, ResumePoint, TrainState};
+pub use cmpm::cmpm_loss;
 pub use init::{init_from_pretrained, resize_pos_embed};
+pub use loader::{epoch_batches, stream_seed, EpochLoader, LoaderConfig, MlaBatch};
+pub use mla::{training_samples, TrainSample};
+pub use optim::{clip_grad_norm, LrSchedule, OptimConfig, Optimizer, OptimizerKind};
+pub use run::{restore, train, EpochLog, TrainRun, Validation, LOG_FILE};
+pub use trainer::{TrainConfig, Trainer};
 
 use std::path::PathBuf;
 

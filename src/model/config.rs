@@ -114,7 +114,7 @@ impl IvtConfig {
                 self.patch_size
             ));
         }
-        if self.num_heads == 0 || self.hidden_size % self.num_heads != 0 {
+        if self.num_heads == 0 || !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(format!(
                 "hidden_size {} is not divisible by num_heads {}",
                 self.hidden_size, self.num_heads
@@ -126,7 +126,7 @@ impl IvtConfig {
         if self.max_position_embeddings < 3 || self.vocab_size == 0 || self.type_vocab_size == 0 {
             return Err("text tables (vocab, positions, token types) are too small".into());
         }
-        if self.pixel_std.iter().any(|s| *s == 0.0) {
+        if self.pixel_std.contains(&0.0) {
             return Err("pixel_std must be non-zero".into());
         }
         Ok(())

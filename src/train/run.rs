@@ -116,7 +116,7 @@ pub fn train(
         state.step = trainer.optimizer().steps();
         log.step = state.step;
         let evaluate = config.eval_every > 0
-            && (state.epoch % config.eval_every == 0 || state.epoch == config.epochs);
+            && (state.epoch.is_multiple_of(config.eval_every) || state.epoch == config.epochs);
         if let (true, Some(val)) = (evaluate, &run.validation) {
             validate(trainer, val, &mut log)?;
         }

@@ -7,9 +7,12 @@ pub mod bench_serve;
 pub mod common;
 pub mod convert;
 pub mod encode;
+pub mod eval;
 pub mod index;
+pub mod init;
 pub mod search;
 pub mod serve;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -38,6 +41,12 @@ pub enum Command {
     Search(search::SearchArgs),
     /// Serve retrieval over gRPC (health, reflection, metrics, batching).
     Serve(serve::ServeArgs),
+    /// Text-to-image retrieval metrics (R@K, mAP, mINP) of a model on a dataset split.
+    Eval(eval::EvalArgs),
+    /// Initialise an IVT model from an ImageNet ViT and a BERT checkpoint.
+    Init(init::InitArgs),
+    /// Train IVT (MLA + BMM + CMPM) on a text-person dataset.
+    Train(train::TrainArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -65,6 +74,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(cmd) => index::run(cmd),
         Command::Search(args) => search::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Init(args) => init::run(args),
+        Command::Train(args) => train::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

@@ -92,7 +92,9 @@ impl BertEmbeddings {
         let x = words
             .broadcast_add(&token_type)?
             .broadcast_add(&positions)?;
-        self.layer_norm.forward(&x)
+        // Always differentiable: training reaches the word embeddings through this norm, and
+        // at T x D its cost is negligible.
+        layer_norm(&self.layer_norm, &x, true)
     }
 }
 
@@ -122,7 +124,7 @@ impl Attention {
     }
 
     /// `mask`, if given, is additive and broadcastable to `[B, heads, N, N]` (`[B, 1, 1, N]`).
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
         let qkv = self
@@ -137,7 +139,12 @@ impl Attention {
         if let Some(mask) = mask {
             attn = attn.broadcast_add(mask)?;
         }
-        let attn = candle_nn::ops::softmax_last_dim(&attn)?;
+        // candle-nn's fused softmax has no backward pass; training uses the composed one.
+        let attn = if train {
+            candle_nn::ops::softmax(&attn, D::Minus1)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&attn)?
+        };
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
         self.proj.forward(&out)
     }
@@ -197,15 +204,33 @@ impl Block {
         modality: Modality,
         drop_path: Option<f32>,
     ) -> Result<Tensor> {
-        let h = self.attn.forward(&self.norm1.forward(x)?, mask)?;
+        let train = drop_path.is_some();
+        let h = self
+            .attn
+            .forward(&layer_norm(&self.norm1, x, train)?, mask, train)?;
         let x = (x + apply_drop_path(&h, drop_path)?)?;
         let mlp = match modality {
             Modality::Image => &self.mlp_vis,
             Modality::Text => &self.mlp_txt,
         };
-        let h = mlp.forward(&self.norm2.forward(&x)?)?;
+        let h = mlp.forward(&layer_norm(&self.norm2, &x, train)?)?;
         x + apply_drop_path(&h, drop_path)?
     }
+}
+
+/// LayerNorm; with `differentiable`, built from primitive ops because candle-nn's fused kernel
+/// has no backward pass (it would cut the graph in training).
+fn layer_norm(ln: &LayerNorm, x: &Tensor, differentiable: bool) -> Result<Tensor> {
+    let Some(bias) = ln.bias().filter(|_| differentiable) else {
+        return ln.forward(x);
+    };
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let centred = x.broadcast_sub(&mean)?;
+    let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+    centred
+        .broadcast_div(&(var + ln.eps())?.sqrt()?)?
+        .broadcast_mul(ln.weight())?
+        .broadcast_add(bias)
 }
 
 /// Stochastic depth: zeroes the residual branch of whole samples, rescaling the kept ones.
@@ -318,7 +343,7 @@ impl IvtModel {
             });
             x = block.forward(&x, mask.as_ref(), modality, rate)?;
         }
-        self.norm.forward(&x)
+        layer_norm(&self.norm, &x, train.is_some())
     }
 
     /// Every output token of images `[B, 3, H, W]` (normalised pixels): `[B, N, D]`.

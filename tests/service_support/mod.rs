@@ -61,7 +61,14 @@ pub fn gallery(persons: u32, per_person: u32) -> Vec<GalleryImage> {
         for k in 0..per_person {
             let i = p * per_person + k;
             let mut record = ImageRecord::new(format!("img-{i:03}"), format!("person-{p:02}"));
-            record.camera_id = Some(if i.is_multiple_of(2) { "cam-a" } else { "cam-b" }.into());
+            record.camera_id = Some(
+                if i.is_multiple_of(2) {
+                    "cam-a"
+                } else {
+                    "cam-b"
+                }
+                .into(),
+            );
             record.captured_at = Some(captured_at(i));
             record.path = Some(format!("crops/img-{i:03}.png"));
             out.push(GalleryImage {

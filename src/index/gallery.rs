@@ -18,6 +18,9 @@ const COMPACT_BATCH: usize = 4096;
 /// Vectors copied out of the store per parallel graph insertion.
 const GRAPH_INSERT_CHUNK: usize = 16_384;
 
+/// Upper bound on how much a filter widens the HNSW candidate list.
+const MAX_EF_WIDENING: usize = 8;
+
 /// A gallery of image embeddings with metadata, searchable by image or by person.
 ///
 /// Searches take `&self` and may run concurrently; changes take `&mut self` and are durable
@@ -342,27 +345,35 @@ impl GalleryIndex {
         filter: &SearchFilter,
     ) -> Vec<(usize, f32)> {
         let compiled = CompiledFilter::new(&self.meta, filter);
-        let graph = self.graph.as_ref().filter(|_| !params.exact);
-        if graph.is_some() && !compiled.is_trivial() {
-            // A selective filter: scoring the few allowed rows beats scanning (or walking) all.
+        let Some(graph) = self.graph.as_ref().filter(|_| !params.exact) else {
+            return exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s));
+        };
+        // Fraction of the graph's points that may be returned (tombstones and filter aside).
+        let slots = self.meta.slots().max(1) as f64;
+        let mut allowed_fraction = self.len() as f64 / slots;
+        if !compiled.is_trivial() {
             let allowed: Vec<usize> = (0..self.meta.slots())
                 .filter(|&s| compiled.allows(s))
                 .collect();
+            // A selective filter: scoring the few allowed rows beats walking the graph, where
+            // they may be too sparse to be found.
             if (allowed.len() as f64) < self.manifest.hnsw.exact_filter_fraction * self.len() as f64
             {
                 return exact::search_slots(&self.vectors, query, k, &allowed);
             }
+            allowed_fraction = allowed.len() as f64 / slots;
         }
-        let Some(graph) = graph else {
-            return exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s));
-        };
-        let ef = params.ef.unwrap_or(self.manifest.hnsw.ef_search);
+        let ef = params.ef.unwrap_or(self.manifest.hnsw.ef_search).max(k);
+        // Filtered-out nodes still occupy the candidate list: widen it so that about `ef` of
+        // the candidates can pass (bounded, since very selective filters are exact above).
+        let widened = (ef as f64 / allowed_fraction.max(1e-6)).ceil() as usize;
+        let ef = widened.clamp(ef, ef * MAX_EF_WIDENING);
         let needs_filter = !compiled.is_trivial() || self.meta.removed() > 0;
         let filter: Option<&dyn hnsw_rs::prelude::FilterT> =
             if needs_filter { Some(&compiled) } else { None };
-        let slots = graph.search(query, k, ef, filter);
+        let found = graph.search(query, k, ef, filter);
         // Re-score from the stored vectors so graph and exact results carry identical scores.
-        exact::search_slots(&self.vectors, query, k, &slots)
+        exact::search_slots(&self.vectors, query, k, &found)
     }
 
     fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {

@@ -5,7 +5,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::common::parse_dtype;
+use super::common::compute_dtype;
 use crate::image::Pixels;
 use crate::model::{parse_device, weights, Encoder, IvtConfig, IvtModel, PRESETS};
 use crate::text::{TextTokenizer, Tokenized};
@@ -64,7 +64,7 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
         )
     })?;
     let device = parse_device(&args.device)?;
-    let dtype = parse_dtype(&args.dtype)?;
+    let dtype = compute_dtype(&args.dtype, &device)?;
     let tensors = weights::random_tensors(&cfg, dtype, &device)?;
     let model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, dtype, &device))?;
     let encoder = Encoder::new(

@@ -22,7 +22,8 @@ pub struct ModelArgs {
     /// Device: cpu, cuda or cuda:N (cuda needs a build with `--features cuda`).
     #[arg(long, env = "IVT_DEVICE", default_value = "cpu")]
     pub device: String,
-    /// Compute precision: f32 (exact), or f16/bf16 (opt-in, faster on GPUs; cosine ≥ 0.999 to f32).
+    /// Compute precision: f32 (exact, the default), or f16/bf16: opt-in reduced precision for GPUs
+    /// (candle's CPU backend has no bf16 matmul and its f16 matmul is slower than f32).
     #[arg(long, env = "IVT_DTYPE", default_value = "f32")]
     pub dtype: String,
 }
@@ -44,12 +45,23 @@ impl ModelArgs {
     pub fn load(&self) -> anyhow::Result<(Encoder, ModelFiles)> {
         let files = self.files()?;
         let device = parse_device(&self.device)?;
-        let dtype = parse_dtype(&self.dtype)?;
+        let dtype = compute_dtype(&self.dtype, &device)?;
         tracing::info!(model = %files.weights.display(), device = %self.device, "loading model");
         let encoder = Encoder::load(&files, &device, dtype)
             .with_context(|| format!("loading {}", files.weights.display()))?;
         Ok((encoder, files))
     }
+}
+
+/// Parses the compute precision for `device`. candle's CPU backend has no bf16 matmul, and its
+/// f16 matmul is slower than f32, so reduced precision is for GPUs.
+pub fn compute_dtype(s: &str, device: &candle_core::Device) -> anyhow::Result<DType> {
+    let dtype = parse_dtype(s)?;
+    anyhow::ensure!(
+        !(device.is_cpu() && dtype == DType::BF16),
+        "--dtype bf16 needs --device cuda: the CPU backend has no bf16 matmul (use f32)"
+    );
+    Ok(dtype)
 }
 
 /// Parses f32/f16/bf16.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::common::{parse_dtype, ModelArgs};
+use super::common::{compute_dtype, ModelArgs};
 use crate::model::parse_device;
 use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
 
@@ -81,7 +81,7 @@ impl ServeArgs {
     pub fn config(&self) -> anyhow::Result<ServiceConfig> {
         let mut config = ServiceConfig::new(self.model.files()?, self.index.clone());
         config.device = parse_device(&self.model.device)?;
-        config.dtype = parse_dtype(&self.model.dtype)?;
+        config.dtype = compute_dtype(&self.model.dtype, &config.device)?;
         config.batch = BatchConfig {
             max_batch: self.max_batch,
             max_wait: Duration::from_micros(self.max_wait_us),

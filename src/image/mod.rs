@@ -5,5 +5,5 @@
 mod preprocess;
 
 pub use preprocess::{
-    decode, load, preprocess, resize_rgb, to_tensor, DecodeLimits, ImageError, Pixels,
+    decode, load, preprocess, resize_rgb, resize_with, to_tensor, DecodeLimits, ImageError, Pixels,
 };

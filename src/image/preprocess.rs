@@ -96,6 +96,17 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, ImageError
 /// Resizes to `height x width` like PIL's bilinear filter (a triangle kernel widened by the
 /// scale factor when shrinking, i.e. antialiased), on 8-bit values as PIL does.
 pub fn resize_rgb(img: &RgbImage, height: usize, width: usize) -> Result<RgbImage, ImageError> {
+    resize_with(img, height, width, FilterType::Bilinear)
+}
+
+/// Resizes with one of PIL's convolution filters (`Bilinear` = PIL `BILINEAR`, `CatmullRom` =
+/// PIL `BICUBIC`), widened by the scale factor when shrinking, on 8-bit values as PIL does.
+pub fn resize_with(
+    img: &RgbImage,
+    height: usize,
+    width: usize,
+    filter: FilterType,
+) -> Result<RgbImage, ImageError> {
     let (w, h) = (width as u32, height as u32);
     if img.dimensions() == (w, h) {
         return Ok(img.clone());
@@ -108,7 +119,7 @@ pub fn resize_rgb(img: &RgbImage, height: usize, width: usize) -> Result<RgbImag
     )
     .map_err(|e| ImageError::Decode(e.to_string()))?;
     let mut dst = FirImage::new(w, h, PixelType::U8x3);
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(filter));
     Resizer::new()
         .resize(&src, &mut dst, &opts)
         .map_err(|e| ImageError::Decode(e.to_string()))?;

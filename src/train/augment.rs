@@ -2,8 +2,7 @@
 //! pad 10, random crop back, horizontal flip (p = 0.5), normalise, random erasing (p = 0.5,
 //! normal noise in one rectangle of 2%–33% of the area, aspect 0.3–3.3).
 
-use fast_image_resize::images::Image as FirImage;
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::FilterType;
 use image::RgbImage;
 use rand::Rng;
 
@@ -113,22 +112,5 @@ fn standard_normal<R: Rng>(rng: &mut R) -> f32 {
 
 /// Bicubic (Catmull-Rom, PIL's `BICUBIC` kernel) resize to `height x width`.
 pub fn resize_bicubic(img: &RgbImage, height: usize, width: usize) -> Result<RgbImage, ImageError> {
-    let (w, h) = (width as u32, height as u32);
-    if img.dimensions() == (w, h) {
-        return Ok(img.clone());
-    }
-    let src = FirImage::from_vec_u8(
-        img.width(),
-        img.height(),
-        img.as_raw().clone(),
-        PixelType::U8x3,
-    )
-    .map_err(|e| ImageError::Decode(e.to_string()))?;
-    let mut dst = FirImage::new(w, h, PixelType::U8x3);
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
-    Resizer::new()
-        .resize(&src, &mut dst, &opts)
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
-    RgbImage::from_raw(w, h, dst.into_vec())
-        .ok_or_else(|| ImageError::Decode("resize produced a short buffer".into()))
+    crate::image::resize_with(img, height, width, FilterType::CatmullRom)
 }

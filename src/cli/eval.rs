@@ -43,10 +43,11 @@ pub struct EvalArgs {
 /// Runs `ivt eval`: one JSON object on stdout (and in `--out`), progress on stderr.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if args.index.is_some() {
-        // TODO(index): evaluate through `ivt::index::GalleryIndex::search_images` once the index
-        // branch is merged; until then only exact search is available.
+        // Not yet: mAP and mINP need the rank of every positive, which a top-k HNSW search does
+        // not give; the evaluation through `GalleryIndex::search_images` must define how
+        // positives beyond the searched depth count before it can be reported honestly.
         anyhow::bail!(
-            "--index is not available in this build yet: run without it for exact search"
+            "--index is not implemented yet: run without it for exact search (the reference)"
         );
     }
     let all = read_dataset(&args.dataset)?;

@@ -2,6 +2,9 @@
 //! tests/fixtures): every token output and every embedding within 1e-4, for the `.pth` checkpoint
 //! (s16, DDP `module.` prefixes, training-only tensors) and the safetensors one (s12).
 
+mod common;
+use common::max_abs_diff;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -25,20 +28,6 @@ fn load(dir: &str) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
         serde_json::from_str(&std::fs::read_to_string(fixture(dir).join("text.json")).unwrap())
             .unwrap();
     (enc, out, text)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn captions(text: &serde_json::Value) -> Vec<String> {

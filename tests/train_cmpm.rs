@@ -1,21 +1,11 @@
 //! The CMPM loss against the authors' `cmps_loss.Loss` (golden `cmpm.safetensors`): value and the
 //! gradients with respect to both embeddings, through candle's autograd.
 
+mod common;
+use common::max_abs_diff;
+
 use candle_core::{DType, Device, Tensor, Var};
 use ivt::train::cmpm_loss;
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
 
 #[test]
 fn value_and_gradients_match_the_authors_loss() {

@@ -2,6 +2,9 @@
 //! the ViT and BERT checkpoints, `pos_embed` resized bilinearly from 14x14 to the 7x3 grid, and
 //! the result loadable as a model.
 
+mod common;
+use common::max_abs_diff as max_diff;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -19,18 +22,6 @@ fn target() -> IvtConfig {
         num_heads: 4,
         ..IvtConfig::ivt_base()
     }
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let d = (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap()).unwrap();
-    d.abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 fn check_against_golden(got: &std::collections::HashMap<String, Tensor>) {

@@ -2,6 +2,9 @@
 //! descriptions to coloured figures (loss down, training-set R@1 up), and `--resume` from the
 //! checkpoint after epoch 1 reproduces exactly what an uninterrupted run does in epoch 2.
 
+mod common;
+use common::max_abs_diff as max_diff;
+
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
@@ -182,19 +185,6 @@ fn a_tiny_model_learns_the_tiny_dataset() {
     assert_eq!(log.lines().count(), EPOCHS);
     let files = ivt::model::ModelFiles::resolve(&out.join("last"), None).unwrap();
     ivt::model::Encoder::load(&files, &Device::Cpu, DType::F32).unwrap();
-}
-
-fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 #[test]

@@ -1,16 +1,12 @@
 //! `ivt encode` and `ivt convert` as a user runs them: the real binary, real files, JSON lines
 //! on stdout, messages on stderr.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::fixture;
+
 use std::process::{Command, Output};
 
 use candle_core::Device;
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
-}
 
 fn ivt(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ivt"))
@@ -18,6 +14,15 @@ fn ivt(args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .output()
         .expect("run ivt")
+}
+
+/// Fails the test with the command's stderr when it did not succeed.
+fn assert_success(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn golden(dir: &str, key: &str) -> Vec<Vec<f32>> {
@@ -74,11 +79,7 @@ fn encode_prints_golden_embeddings_as_json_lines_in_order() {
         "--batch-size",
         "1",
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let rows = lines(&out);
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["text"], CAPTION0);
@@ -113,11 +114,7 @@ fn encode_reads_input_files_and_warns_on_truncation() {
         "--image-list",
         list.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     let rows = lines(&out);
     assert_eq!(rows.len(), 3);
     assert_close(
@@ -181,11 +178,7 @@ fn convert_pth_to_safetensors_keeps_the_embeddings() {
             "--out-dtype",
             dtype,
         ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_success(&out);
         assert!(out_dir.join("config.json").is_file());
         let enc = ivt(&[
             "encode",
@@ -194,11 +187,7 @@ fn convert_pth_to_safetensors_keeps_the_embeddings() {
             "--text",
             CAPTION0,
         ]);
-        assert!(
-            enc.status.success(),
-            "{}",
-            String::from_utf8_lossy(&enc.stderr)
-        );
+        assert_success(&enc);
         let e = embedding(&lines(&enc)[0]);
         let want = &golden("model-tiny-s16", "text_embeddings_normalized")[0];
         if name == "f32" {

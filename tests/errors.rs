@@ -1,19 +1,15 @@
 //! Every error a user can cause while loading a model or feeding it inputs is a clear error,
 //! never a panic or an unbounded allocation.
 
+mod common;
+use common::fixture;
+
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{decode, DecodeLimits, ImageError};
 use ivt::model::{Encoder, IvtConfig, ModelError, ModelFiles};
 use ivt::text::{TextError, TextTokenizer};
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
-}
 
 fn load_err(files: &ModelFiles) -> ModelError {
     Encoder::load(files, &Device::Cpu, DType::F32).expect_err("loading should fail")

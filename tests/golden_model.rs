@@ -3,20 +3,13 @@
 //! (s16, DDP `module.` prefixes, training-only tensors) and the safetensors one (s12).
 
 mod common;
-use common::max_abs_diff;
+use common::{fixture, max_abs_diff};
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
 use ivt::model::{Encoder, ModelFiles};
-
-fn fixture(p: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(p)
-}
 
 fn load(dir: &str) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");

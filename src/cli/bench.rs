@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::common::compute_dtype;
@@ -146,7 +146,7 @@ fn measure<E: Into<anyhow::Error>>(
 pub fn matmul_gflops(device: &Device, seconds: f64) -> anyhow::Result<f64> {
     let (m, k, n) = (2048usize, 768usize, 3072usize);
     let a = Tensor::randn(0f32, 1f32, (m, k), device)?;
-    let b = Tensor::randn(0f32, 1f32, (k, n), device)?.to_dtype(DType::F32)?;
+    let b = Tensor::randn(0f32, 1f32, (k, n), device)?;
     let per_s = measure(seconds, 1, || {
         a.matmul(&b).and_then(|c| c.sum_all()).map(|_| ())
     })?;

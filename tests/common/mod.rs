@@ -1,7 +1,16 @@
 //! Helpers shared by the integration tests (each test binary uses a subset).
 #![allow(dead_code)]
 
+use std::path::{Path, PathBuf};
+
 use candle_core::{DType, Tensor};
+
+/// A file under `tests/fixtures/`.
+pub fn fixture(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(p)
+}
 
 /// Largest absolute element-wise difference of two tensors of one shape, compared in f32.
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {

@@ -4,8 +4,10 @@
 #   CPU (default):  docker build -t ivt:cpu .
 #   CUDA:           docker build -t ivt:cuda --build-arg VARIANT=cuda --build-arg CUDA_COMPUTE_CAP=90 .
 #
-# The model and the gallery index are mounted under /data (/data/model, /data/index); gRPC on
-# 50051, Prometheus metrics on 9000.
+# With no configuration it serves the shipped demo model (/opt/ivt/models/demo) over the demo
+# gallery, generated under /data/cache on first start:   docker run -p 50051:50051 ivt:cpu
+# In production mount the model and the index under /data and set IVT_MODEL=/data/model and
+# IVT_INDEX=/data/index (the Kubernetes manifests in deploy/ do). gRPC on 50051, metrics on 9000.
 
 ARG VARIANT=cpu
 ARG RUST_VERSION=1.90
@@ -63,12 +65,11 @@ FROM runtime-${VARIANT}
 ARG UID=10001
 RUN groupadd --system --gid ${UID} ivt \
  && useradd --system --uid ${UID} --gid ivt --home-dir /data --shell /usr/sbin/nologin ivt \
- && mkdir -p /data/model /data/index \
+ && mkdir -p /data/model /data/index /data/cache \
  && chown -R ivt:ivt /data
 COPY --from=builder /src/target/release/ivt /usr/local/bin/ivt
 COPY models/ /opt/ivt/models/
-ENV IVT_MODEL=/data/model \
-    IVT_INDEX=/data/index \
+ENV IVT_CACHE_DIR=/data/cache \
     IVT_ADDR=0.0.0.0:50051 \
     IVT_METRICS_ADDR=0.0.0.0:9000 \
     RUST_LOG=info

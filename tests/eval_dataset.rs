@@ -134,3 +134,61 @@ fn eval_command_rejects_an_empty_split_and_a_missing_image() {
     assert!(!train.status.success());
     assert!(String::from_utf8_lossy(&train.stderr).contains("missing.png"));
 }
+
+fn ivt_json(args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_ivt"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8(output.stdout).unwrap();
+    // `ivt index build` prints one summary line; `ivt eval` one pretty JSON document.
+    serde_json::from_str(&text).unwrap()
+}
+
+#[test]
+fn eval_through_the_index_matches_exact_search_on_a_small_gallery() {
+    let dir = tempfile::tempdir().unwrap();
+    let dataset = write_dataset(dir.path());
+    let index = dir.path().join("index");
+    let (dataset, index) = (dataset.to_str().unwrap(), index.to_str().unwrap());
+    ivt_json(&[
+        "index",
+        "build",
+        "--model",
+        MODEL,
+        "--gallery",
+        dataset,
+        "--split",
+        "test",
+        "--images-root",
+        MODEL,
+        "--out",
+        index,
+    ]);
+    let report = ivt_json(&[
+        "eval",
+        "--model",
+        MODEL,
+        "--dataset",
+        dataset,
+        "--index",
+        index,
+        "--split",
+        "test",
+    ]);
+    // Four images: a search of depth 100 finds every positive, so nothing is truncated and the
+    // HNSW ranking equals the exact one.
+    let want = golden_metrics();
+    assert_eq!(report["images"], 4);
+    assert_eq!(report["persons"], 3);
+    assert!(report["search"].as_str().unwrap().starts_with("hnsw"));
+    for (key, value) in [("r1", want.r1), ("map", want.map), ("minp", want.minp)] {
+        let got = report[key].as_f64().unwrap();
+        assert!((got - value).abs() < 1e-6, "{key}: {got} vs {value}");
+    }
+}

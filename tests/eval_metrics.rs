@@ -111,3 +111,19 @@ fn ties_keep_gallery_order_and_mismatched_inputs_are_rejected() {
     .unwrap_err();
     assert!(err.to_string().contains("labels"), "{err}");
 }
+
+#[test]
+fn truncated_rankings_count_unretrieved_positives_against_ap_and_inp() {
+    use ivt::eval::RankingAccumulator;
+    // Two positives, only the first retrieved (rank 0): AP = (1/1 + 0) / 2, INP unknown = 0.
+    let mut cut = RankingAccumulator::new(10);
+    cut.add_truncated(&[0], 2);
+    let m = cut.finish();
+    assert_eq!((m.r1, m.map, m.minp), (1.0, 0.5, 0.0));
+    // With every positive retrieved it is the full ranking.
+    let mut full = RankingAccumulator::new(10);
+    full.add_truncated(&[0, 3], 2);
+    let mut reference = RankingAccumulator::new(10);
+    reference.add_positive_ranks(&[0, 3]);
+    assert_eq!(full.finish(), reference.finish());
+}

@@ -131,6 +131,7 @@ fn batches_do_not_depend_on_the_number_of_workers() {
             batch_size: 2,
             workers,
             seed: 9,
+            mla: true,
         };
         EpochLoader::start(&cfg, 3)
             .map(Result::unwrap)

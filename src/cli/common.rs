@@ -5,14 +5,15 @@ use std::path::PathBuf;
 use anyhow::Context;
 use candle_core::DType;
 
-use crate::model::{parse_device, Encoder, IvtConfig, ModelFiles, PRESETS};
+use crate::model::{demo_model_dir, parse_device, Encoder, IvtConfig, ModelFiles, PRESETS};
 
 /// Which model to load and where to run it.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ModelArgs {
     /// Model directory (config.json + model.safetensors or a .pth checkpoint) or a weights file.
+    /// Default: the shipped demo model (`models/demo`), trained on `ivt synth` data.
     #[arg(long, env = "IVT_MODEL")]
-    pub model: PathBuf,
+    pub model: Option<PathBuf>,
     /// Model config JSON, overriding the directory's config.json (needed for a bare weights file).
     #[arg(long, env = "IVT_CONFIG", conflicts_with = "preset")]
     pub config: Option<PathBuf>,
@@ -38,7 +39,16 @@ impl ModelArgs {
             })?),
             (None, None) => None,
         };
-        Ok(ModelFiles::resolve(&self.model, config)?)
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => demo_model_dir()?,
+        };
+        Ok(ModelFiles::resolve(&path, config)?)
+    }
+
+    /// Whether no model was named, so the demo model is used.
+    pub fn is_demo(&self) -> bool {
+        self.model.is_none() && self.config.is_none() && self.preset.is_none()
     }
 
     /// Loads the encoder on the chosen device.

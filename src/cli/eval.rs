@@ -8,7 +8,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::ModelArgs;
 use crate::data::{filter_split, read_dataset, Split};
-use crate::eval::{evaluate_dataset, EvalOptions};
+use crate::eval::{evaluate_dataset, evaluate_index, EvalOptions, IndexSearch};
+use crate::index::GalleryIndex;
 
 /// Arguments of `ivt eval`.
 #[derive(Debug, clap::Args)]
@@ -20,15 +21,24 @@ pub struct EvalArgs {
     #[arg(long, env = "IVT_DATASET")]
     pub dataset: PathBuf,
     /// Root the annotation's image paths are relative to (CUHK-PEDES: its `imgs/` folder).
-    #[arg(long, env = "IVT_IMAGES")]
-    pub images: PathBuf,
+    /// Not needed with --index, which holds the gallery's embeddings.
+    #[arg(long, env = "IVT_IMAGES", required_unless_present = "index")]
+    pub images: Option<PathBuf>,
     /// Split to evaluate: train, val or test.
     #[arg(long, default_value = "test")]
     pub split: Split,
-    /// Evaluate through a built HNSW gallery index instead of exact search, to measure what the
-    /// approximation costs.
+    /// Evaluate through a built HNSW gallery index (built from this split with this model, e.g.
+    /// `ivt index build --gallery <annotation> --split test`) instead of exact search, to
+    /// measure what the approximation costs. Each caption searches --depth images; positives
+    /// ranked deeper count as not found.
     #[arg(long)]
     pub index: Option<PathBuf>,
+    /// Images retrieved per query with --index.
+    #[arg(long, default_value_t = 100, requires = "index")]
+    pub depth: usize,
+    /// HNSW candidate list with --index (default: the index's, raised to --depth).
+    #[arg(long, requires = "index")]
+    pub ef: Option<usize>,
     /// Also write the JSON result to this file.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -42,14 +52,6 @@ pub struct EvalArgs {
 
 /// Runs `ivt eval`: one JSON object on stdout (and in `--out`), progress on stderr.
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    if args.index.is_some() {
-        // Not yet: mAP and mINP need the rank of every positive, which a top-k HNSW search does
-        // not give; the evaluation through `GalleryIndex::search_images` must define how
-        // positives beyond the searched depth count before it can be reported honestly.
-        anyhow::bail!(
-            "--index is not implemented yet: run without it for exact search (the reference)"
-        );
-    }
     let all = read_dataset(&args.dataset)?;
     let images = filter_split(&all, args.split);
     anyhow::ensure!(
@@ -58,7 +60,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         args.dataset.display(),
         args.split
     );
-    let (encoder, _) = args.model.load()?;
+    let (encoder, files) = args.model.load()?;
     tracing::info!(images = images.len(), split = %args.split, "evaluating");
     let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} images+captions {per_sec} eta {eta}")
@@ -68,14 +70,29 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size as usize,
         max_rank: args.max_rank as usize,
     };
-    let report = evaluate_dataset(
-        &encoder,
-        &images,
-        &args.images,
-        args.split,
-        &options,
-        &progress,
-    )?;
+    let report = match &args.index {
+        Some(dir) => {
+            let index = GalleryIndex::open(dir, &files.fingerprint()?)
+                .with_context(|| format!("opening index {}", dir.display()))?;
+            let search = IndexSearch {
+                depth: args.depth,
+                ef: args.ef,
+            };
+            evaluate_index(
+                &encoder, &index, &images, args.split, &options, search, &progress,
+            )?
+        }
+        None => evaluate_dataset(
+            &encoder,
+            &images,
+            args.images
+                .as_deref()
+                .context("--images is required without --index")?,
+            args.split,
+            &options,
+            &progress,
+        )?,
+    };
     progress.finish_and_clear();
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(path) = &args.out {

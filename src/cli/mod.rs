@@ -12,6 +12,7 @@ pub mod index;
 pub mod init;
 pub mod search;
 pub mod serve;
+pub mod synth;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,8 @@ pub enum Command {
     Init(init::InitArgs),
     /// Train IVT (MLA + BMM + CMPM) on a text-person dataset.
     Train(train::TrainArgs),
+    /// Generate a synthetic text-person dataset (CUHK-PEDES format) with captions.
+    Synth(synth::SynthArgs),
     /// Measure speed.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -77,6 +80,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Init(args) => init::run(args),
         Command::Train(args) => train::run(args),
+        Command::Synth(args) => synth::run(args),
         Command::Bench(cmd) => bench::run(cmd),
     }
 }

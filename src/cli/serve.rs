@@ -1,12 +1,14 @@
 //! `ivt serve`: the gRPC retrieval server.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{compute_dtype, ModelArgs};
+use crate::index::demo::ensure_demo_index;
 use crate::model::parse_device;
 use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
 
@@ -18,9 +20,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Gallery index directory. Created empty (for this model) when it does not exist, so that
-    /// AddImages can fill it.
+    /// AddImages can fill it. Default: the demo gallery (the synthetic test split the model was
+    /// evaluated on), generated and indexed under --cache-dir on first start.
     #[arg(long, env = "IVT_INDEX")]
-    pub index: PathBuf,
+    pub index: Option<PathBuf>,
+    /// Where the demo gallery is generated and indexed (default: `$XDG_CACHE_HOME/ivt`, else
+    /// `~/.cache/ivt`).
+    #[arg(long, env = "IVT_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Address for gRPC.
     #[arg(long, env = "IVT_ADDR", default_value = "0.0.0.0:50051")]
     pub addr: SocketAddr,
@@ -77,9 +84,9 @@ pub struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// The server configuration these flags describe.
-    pub fn config(&self) -> anyhow::Result<ServiceConfig> {
-        let mut config = ServiceConfig::new(self.model.files()?, self.index.clone());
+    /// The server configuration these flags describe, serving the index in `index_dir`.
+    pub fn config(&self, index_dir: PathBuf) -> anyhow::Result<ServiceConfig> {
+        let mut config = ServiceConfig::new(self.model.files()?, index_dir);
         config.device = parse_device(&self.model.device)?;
         config.dtype = compute_dtype(&self.model.dtype, &config.device)?;
         config.batch = BatchConfig {
@@ -110,13 +117,50 @@ impl ServeArgs {
     }
 }
 
+/// The cache folder for generated galleries.
+pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
+    if let Some(dir) = flag {
+        return dir.to_path_buf();
+    }
+    let xdg = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty());
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty());
+    match (xdg, home) {
+        (Some(xdg), _) => PathBuf::from(xdg).join("ivt"),
+        (None, Some(home)) => PathBuf::from(home).join(".cache/ivt"),
+        (None, None) => PathBuf::from(".ivt-cache"),
+    }
+}
+
+/// Builds (or finds cached) the demo gallery index for the model being served.
+fn demo_index(args: &ServeArgs) -> anyhow::Result<PathBuf> {
+    let (encoder, files) = args.model.load()?;
+    let cache = cache_dir(args.cache_dir.as_deref());
+    let progress = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("demo gallery: {msg} {bar:30} {pos}/{len} images")
+            .context("progress template")?,
+    );
+    let dir = ensure_demo_index(&files, &encoder, &cache, &progress).with_context(|| {
+        format!(
+            "preparing the demo gallery for {} in {}",
+            files.name,
+            cache.display()
+        )
+    })?;
+    progress.finish_and_clear();
+    Ok(dir)
+}
+
 fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(s).with_context(|| format!("{flag} must be a non-negative number"))
 }
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.config()?;
+    let index_dir = match &args.index {
+        Some(dir) => dir.clone(),
+        None => demo_index(&args)?,
+    };
+    let config = args.config(index_dir)?;
     // `api_key` is redacted by hand: never log the secret.
     tracing::info!(
         model = %config.model.weights.display(), index = %config.index_dir.display(),

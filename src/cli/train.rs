@@ -62,6 +62,9 @@ pub struct TrainArgs {
     /// BMM: largest share of tokens dropped per pass (the paper's best 0.3; 0 disables).
     #[arg(long, default_value_t = 0.3)]
     pub mask_ratio: f32,
+    /// Ablation: turn MLA off, pairing all three augmented views with the full sentence.
+    #[arg(long)]
+    pub no_mla: bool,
     /// Stochastic depth rate at the last block.
     #[arg(long, default_value_t = 0.1)]
     pub drop_path: f32,
@@ -111,6 +114,7 @@ impl TrainArgs {
             eval_every: self.eval_every,
             workers: self.workers.max(1),
             seed: self.seed,
+            mla: !self.no_mla,
         })
     }
 

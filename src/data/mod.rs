@@ -3,6 +3,7 @@
 
 pub mod datasets;
 pub mod gallery;
+pub mod synth;
 
 pub use datasets::{
     contiguous_labels, filter_split, read_dataset, DataError, DatasetFormat, DatasetImage,

@@ -61,6 +61,14 @@ impl RankingAccumulator {
 
     /// Adds one query given the 0-based ranks of its positives, in increasing order.
     pub fn add_positive_ranks(&mut self, ranks: &[usize]) {
+        self.add_truncated(ranks, ranks.len());
+    }
+
+    /// Adds one query whose ranking was cut at some depth (a top-k search): `ranks` are the
+    /// positives found, `positives` how many the gallery holds. Positives beyond the depth
+    /// contribute zero precision to AP and make INP zero (their rank is unknown, so the ranking
+    /// is scored as if they came last), so the truncated metrics never exceed the full ones.
+    pub fn add_truncated(&mut self, ranks: &[usize], positives: usize) {
         self.queries += 1;
         let Some(&first) = ranks.first() else {
             self.without_positive += 1;
@@ -69,7 +77,7 @@ impl RankingAccumulator {
         if first < self.max_rank {
             self.hits_at[first] += 1;
         }
-        let n = ranks.len() as f64;
+        let n = positives.max(ranks.len()) as f64;
         let mut ap = 0.0;
         let mut ap_authors = 0.0;
         for (i, &r) in ranks.iter().enumerate() {
@@ -80,8 +88,10 @@ impl RankingAccumulator {
         }
         self.ap_sum += ap / n;
         self.ap_authors_sum += ap_authors / n;
-        let last = ranks[ranks.len() - 1];
-        self.inp_sum += n / (last + 1) as f64;
+        if ranks.len() == positives.max(ranks.len()) {
+            let last = ranks[ranks.len() - 1];
+            self.inp_sum += n / (last + 1) as f64;
+        }
     }
 
     /// Adds one query given, for each gallery item in ranked order, whether it is a positive.

@@ -1,12 +1,15 @@
 //! Ranking metrics and dataset evaluation: every caption of a split is a text query against every
-//! image of the split (the field's protocol), scored with R@K, mAP, mINP and the authors' AP.
+//! image of the split (the field's protocol), scored with R@K, mAP, mINP and the authors' AP;
+//! exactly, or through a built HNSW gallery index.
 
 mod dataset;
 mod exact;
+mod index;
 mod metrics;
 
 pub use dataset::{embed_captions, embed_images, evaluate_dataset, EvalOptions, EvalReport};
 pub use exact::{rank_exact, Embeddings};
+pub use index::{evaluate_index, IndexSearch};
 pub use metrics::{RankingAccumulator, RankingMetrics};
 
 use std::path::PathBuf;
@@ -35,6 +38,9 @@ pub enum EvalError {
     #[error("invalid evaluation input: {0}")]
     Input(String),
     /// A tensor operation failed.
+    /// Searching the gallery index failed.
+    #[error(transparent)]
+    Index(#[from] crate::index::IndexError),
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -7,6 +7,7 @@
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
 
+pub mod demo;
 mod embeddings;
 mod error;
 mod exact;

@@ -145,3 +145,25 @@ pub fn parse_device(name: &str) -> Result<Device, ModelError> {
         ))),
     }
 }
+
+/// Folder of the shipped demo model, relative to a checkout or an installation.
+pub const DEMO_MODEL: &str = "models/demo";
+
+/// Where the demo model is: `./models/demo`, `<prefix>/share/ivt/models/demo` beside the
+/// executable, `/opt/ivt/models/demo` (the container image), or the source checkout the binary
+/// was built from. The first that holds a `config.json` wins.
+pub fn demo_model_dir() -> Result<PathBuf, ModelError> {
+    let mut candidates = vec![PathBuf::from(DEMO_MODEL)];
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            candidates.push(prefix.join("share/ivt").join(DEMO_MODEL));
+        }
+    }
+    candidates.push(Path::new("/opt/ivt").join(DEMO_MODEL));
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join(DEMO_MODEL));
+    candidates
+        .iter()
+        .find(|c| c.join("config.json").is_file())
+        .cloned()
+        .ok_or_else(|| ModelError::NoDemo(candidates))
+}

@@ -10,7 +10,7 @@ pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};
 pub use encoder::{Encoder, TextEmbedding};
-pub use files::{parse_device, ModelFiles};
+pub use files::{demo_model_dir, parse_device, ModelFiles, DEMO_MODEL};
 pub use ivt::{cls, extended_attention_mask, l2_normalize, IvtModel, Modality, TrainOptions};
 
 use std::path::PathBuf;
@@ -21,6 +21,9 @@ pub enum ModelError {
     /// A file or directory does not exist.
     #[error("not found: {0}")]
     NotFound(PathBuf),
+    /// No model was given and the demo model is not installed.
+    #[error("no --model given and no demo model found (looked in {}): pass --model <dir>", .0.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NoDemo(Vec<PathBuf>),
     /// A model directory holds no weights.
     #[error("no weights in {0}: expected model.safetensors or a .pth checkpoint")]
     NoWeights(PathBuf),

@@ -181,8 +181,26 @@ pub fn read_config_file(path: &Path) -> Result<IvtConfig, ModelError> {
     Ok(cfg)
 }
 
-/// Random weights for `cfg` (normal with std 0.02, LayerNorms at identity), for benchmarks and
-/// smoke tests where only shapes and speed matter.
+/// Initial gain of the final LayerNorm of a randomly initialised model (see [`random_tensors`]).
+pub const FINAL_NORM_GAIN: f64 = 0.1;
+
+/// Linear layers and the patch projection (not embedding tables or tokens).
+fn is_projection(name: &str) -> bool {
+    name.ends_with(".weight")
+        && [".qkv.", ".proj.", ".fc1.", ".fc2."]
+            .iter()
+            .any(|part| name.contains(part))
+}
+
+/// Random weights for `cfg`, for training from scratch, benchmarks and smoke tests: embeddings
+/// and tokens normal with std 0.02, linear and patch-projection weights Xavier-uniform, biases
+/// zero, LayerNorms at identity except the final one, whose gain starts at
+/// [`FINAL_NORM_GAIN`].
+///
+/// Xavier rather than ViT's std 0.02 for the linear layers: with 0.02, a from-scratch text
+/// [CLS] token's residual stream (its embedding LayerNorm output) outweighs what attention adds
+/// about fifty to one, every caption embeds to the same vector (cosine 0.9999), and CMPM
+/// training stalls at the uniform loss.
 pub fn random_tensors(
     cfg: &IvtConfig,
     dtype: DType,
@@ -191,10 +209,21 @@ pub fn random_tensors(
     let mut out = HashMap::new();
     for (name, shape) in expected_shapes(cfg) {
         let is_norm = name.contains("norm") || name.contains("LayerNorm");
-        let t = if is_norm && name.ends_with("weight") {
+        let t = if name == "norm.weight" {
+            // CMPM has no temperature: the image embedding's norm (this gain x sqrt(width))
+            // sets how peaked its softmax is. Random features with a peaked softmax put mass on
+            // wrong pairs, and the quickest way down from there is to embed everything alike
+            // (training then sits at the uniform loss for good); a soft start avoids it.
+            (Tensor::ones(shape, DType::F32, device)? * FINAL_NORM_GAIN)?.to_dtype(dtype)?
+        } else if is_norm && name.ends_with("weight") {
             Tensor::ones(shape, dtype, device)?
         } else if is_norm || name.ends_with("bias") {
             Tensor::zeros(shape, dtype, device)?
+        } else if is_projection(&name) && shape.len() >= 2 {
+            let fan_out = shape[0];
+            let fan_in: usize = shape[1..].iter().product();
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
+            Tensor::rand(-bound as f32, bound as f32, shape, device)?.to_dtype(dtype)?
         } else {
             (Tensor::randn(0f32, 0.02f32, shape, device)?).to_dtype(dtype)?
         };

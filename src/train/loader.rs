@@ -48,6 +48,8 @@ pub struct LoaderConfig {
     pub workers: usize,
     /// Run seed.
     pub seed: u64,
+    /// Multi-level texts; off, every view is paired with the sentence.
+    pub mla: bool,
 }
 
 /// Mixes the run seed with an epoch and a batch index (splitmix64), for independent streams.
@@ -89,7 +91,10 @@ fn build_batch(cfg: &LoaderConfig, indices: &[usize], seed: u64) -> Result<MlaBa
             source,
         })?;
         let img = decode(&bytes, DecodeLimits::default())?;
-        let texts = sample.mla_texts(&mut rng);
+        let mut texts = sample.mla_texts(&mut rng);
+        if !cfg.mla {
+            texts = [0, 1, 2].map(|_| sample.sentence.clone());
+        }
         for (level, text) in texts.into_iter().enumerate() {
             let view = augment(&img, &cfg.model, &cfg.augment, &mut rng)?;
             levels[level].push((view, text));

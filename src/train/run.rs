@@ -96,6 +96,7 @@ pub fn train(
         batch_size: config.batch_size,
         workers: config.workers,
         seed: state.seed,
+        mla: config.mla,
     };
     let schedule = LrSchedule {
         lr: config.lr,

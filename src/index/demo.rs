@@ -1,0 +1,120 @@
+//! The demo gallery served by `ivt serve` with no arguments: the synthetic test split the demo
+//! model was evaluated on (its model card's numbers), rendered from the seed recorded beside the
+//! model, encoded and indexed on first start, and cached for later starts.
+
+use std::path::{Path, PathBuf};
+
+use indicatif::ProgressBar;
+
+use super::pipeline::{encode_into, PipelineOptions};
+use super::{GalleryIndex, HnswParams, IndexError, VectorStorage};
+use crate::data::gallery::{GalleryError, GallerySource};
+use crate::data::synth::{SynthDataset, SynthError, SynthOptions};
+use crate::data::Split;
+use crate::model::{Encoder, ModelFiles};
+
+/// File beside a model's weights recording the `ivt synth` options of its dataset.
+pub const SYNTH_FILE: &str = "synth.json";
+
+/// Errors preparing the demo gallery.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// The model has no `synth.json`, so there is no gallery to go with it.
+    #[error("{0} has no {SYNTH_FILE}: only a model trained on `ivt synth` data has a demo gallery; pass --index")]
+    NoSynth(PathBuf),
+    /// `synth.json` is unreadable.
+    #[error("cannot read {path}: {message}")]
+    BadSynth {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// Generating the images failed.
+    #[error(transparent)]
+    Synth(#[from] SynthError),
+    /// Reading the generated manifest failed.
+    #[error(transparent)]
+    Gallery(#[from] GalleryError),
+    /// Building the index failed.
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    /// Fingerprinting the model failed.
+    #[error(transparent)]
+    Model(#[from] crate::model::ModelError),
+}
+
+/// Reads the synthetic dataset options recorded in a model directory.
+pub fn read_synth_options(model_dir: &Path) -> Result<SynthOptions, DemoError> {
+    let path = model_dir.join(SYNTH_FILE);
+    if !path.is_file() {
+        return Err(DemoError::NoSynth(model_dir.to_path_buf()));
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| DemoError::BadSynth {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    serde_json::from_str(&text).map_err(|e| DemoError::BadSynth {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Returns the demo index for `files` under `cache`, building it first when it is missing or was
+/// built with other weights. `progress` counts generated, then encoded, images.
+pub fn ensure_demo_index(
+    files: &ModelFiles,
+    encoder: &Encoder,
+    cache: &Path,
+    progress: &ProgressBar,
+) -> Result<PathBuf, DemoError> {
+    let model_dir = files
+        .weights
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let options = read_synth_options(&model_dir)?;
+    let fingerprint = files.fingerprint()?;
+    let base = cache.join(format!(
+        "demo-{}",
+        &fingerprint[..16.min(fingerprint.len())]
+    ));
+    let index_dir = base.join("index");
+    if let Ok(index) = GalleryIndex::open(&index_dir, &fingerprint) {
+        if !index.is_empty() {
+            tracing::info!(index = %index_dir.display(), images = index.len(), "demo gallery cached");
+            return Ok(index_dir);
+        }
+    }
+    let gallery_dir = base.join("gallery");
+    tracing::info!(gallery = %gallery_dir.display(), "generating the demo gallery (first start)");
+    let dataset = SynthDataset::plan(&options)?;
+    std::fs::create_dir_all(&gallery_dir).map_err(|source| SynthError::Io {
+        path: gallery_dir.clone(),
+        source,
+    })?;
+    progress.set_message("rendering");
+    dataset.write(&gallery_dir, &[Split::Test], progress)?;
+    let items = GallerySource::JsonlManifest(gallery_dir.join("test.jsonl")).read()?;
+    GalleryIndex::discard_pending_builds(&index_dir)?;
+    let mut index = GalleryIndex::begin_build(
+        &index_dir,
+        &fingerprint,
+        encoder.dim(),
+        HnswParams::default(),
+        VectorStorage::F32,
+    )?;
+    progress.set_message("encoding");
+    progress.set_position(0);
+    progress.set_length(items.len() as u64);
+    encode_into(
+        &mut index,
+        encoder,
+        items,
+        &PipelineOptions::default(),
+        &mut |n| progress.inc(n as u64),
+    )?;
+    index.publish()?;
+    tracing::info!(index = %index_dir.display(), images = index.len(), "demo gallery indexed");
+    Ok(index_dir)
+}

@@ -8,7 +8,7 @@
 #   +MLA+BMM  both (IVT)
 # Each row is evaluated on the synthetic test split with `ivt eval` (exact search).
 #
-#   scripts/ablation.sh            # IVT=target/release/ivt OUT=target/ablation EPOCHS=4
+#   scripts/ablation.sh   # env: IVT=target/release/ivt OUT=target/ablation IDENTITIES=400 EPOCHS=4
 set -euo pipefail
 
 IVT=${IVT:-target/release/ivt}
@@ -36,7 +36,7 @@ for row in baseline mla bmm mla-bmm; do
   # shellcheck disable=SC2086 # FLAGS holds several flags
   "$IVT" train --dataset "$OUT/data/reid_raw.json" --images "$OUT/data/imgs" --out "$OUT/$row" \
     --config models/demo/config.json --epochs "$EPOCHS" --batch-size 32 --optimizer adamw \
-    --lr 0.0015 --warmup-epochs 0 --drop-path 0.05 --embed-dropout 0 --eval-every 0 \
+    --lr 0.001 --warmup-epochs 0 --drop-path 0 --embed-dropout 0 --eval-every 0 --workers 1 \
     --seed "$SEED" ${FLAGS[$row]} > "$OUT/$row.train.jsonl"
   "$IVT" eval --model "$OUT/$row/last" --dataset "$OUT/data/reid_raw.json" \
     --images "$OUT/data/imgs" --split test --out "$OUT/$row.metrics.json" > /dev/null

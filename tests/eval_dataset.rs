@@ -1,6 +1,8 @@
 //! `ivt eval` end to end on the golden tiny model: a dataset file over the golden images and
 //! captions, evaluated by the real binary, must give the metrics of the golden embeddings.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -136,18 +138,8 @@ fn eval_command_rejects_an_empty_split_and_a_missing_image() {
 }
 
 fn ivt_json(args: &[&str]) -> serde_json::Value {
-    let output = Command::new(env!("CARGO_BIN_EXE_ivt"))
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).unwrap();
     // `ivt index build` prints one summary line; `ivt eval` one pretty JSON document.
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&common::run_ok(common::ivt().args(args))).unwrap()
 }
 
 #[test]

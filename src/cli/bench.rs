@@ -65,7 +65,7 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
     })?;
     let device = parse_device(&args.device)?;
     let dtype = compute_dtype(&args.dtype, &device)?;
-    let tensors = weights::random_tensors(&cfg, dtype, &device)?;
+    let tensors = weights::random_tensors(&cfg, dtype, &device, 0)?;
     let model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, dtype, &device))?;
     let encoder = Encoder::new(
         model,

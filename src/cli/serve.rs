@@ -147,6 +147,9 @@ fn demo_index(args: &ServeArgs) -> anyhow::Result<PathBuf> {
         )
     })?;
     progress.finish_and_clear();
+    tracing::info!(
+        "demo gallery ready; `ivt synth --show-captions 5` prints captions to search for"
+    );
     Ok(dir)
 }
 

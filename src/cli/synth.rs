@@ -36,7 +36,7 @@ pub struct SynthArgs {
     /// Splits to write (the others are planned but not rendered).
     #[arg(long, value_delimiter = ',', default_value = "train,val,test")]
     pub splits: Vec<Split>,
-    /// Print this many test-split captions (JSON lines: person_id, image, caption) to stdout.
+    /// Print a caption of this many test-split people (JSON lines: person_id, image, caption).
     /// With the default options these are captions of the demo gallery `ivt serve` serves with
     /// no arguments. Without --out nothing is written.
     #[arg(long)]
@@ -98,7 +98,11 @@ pub fn run(args: SynthArgs) -> anyhow::Result<()> {
         writeln!(stdout, "{json}")?;
     }
     if let Some(n) = args.show_captions {
-        for (_, im) in dataset.in_splits(&[Split::Test]).take(n) {
+        // One caption per person: different people to search for.
+        let first_shots = dataset
+            .in_splits(&[Split::Test])
+            .filter(|(_, im)| im.shot == 0);
+        for (_, im) in first_shots.take(n) {
             let line = serde_json::json!({
                 "person_id": im.person_id.to_string(),
                 "image": im.file,

@@ -206,7 +206,7 @@ fn build_trainer(
         }
         None => {
             let cfg = args.architecture()?;
-            let tensors = weights::random_tensors(&cfg, DType::F32, device)?;
+            let tensors = weights::random_tensors(&cfg, DType::F32, device, args.seed)?;
             (cfg, tensors)
         }
     };

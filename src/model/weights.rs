@@ -201,11 +201,22 @@ fn is_projection(name: &str) -> bool {
 /// [CLS] token's residual stream (its embedding LayerNorm output) outweighs what attention adds
 /// about fifty to one, every caption embeds to the same vector (cosine 0.9999), and CMPM
 /// training stalls at the uniform loss.
+///
+/// Drawn on the host from `seed` (candle's CPU generator cannot be seeded), so a seed gives the
+/// same weights on every device.
 pub fn random_tensors(
     cfg: &IvtConfig,
     dtype: DType,
     device: &Device,
+    seed: u64,
 ) -> Result<HashMap<String, Tensor>, ModelError> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut draw = |shape: &[usize], sample: &mut dyn FnMut(&mut rand::rngs::StdRng) -> f32| {
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| sample(&mut rng)).collect();
+        Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
+    };
     let mut out = HashMap::new();
     for (name, shape) in expected_shapes(cfg) {
         let is_norm = name.contains("norm") || name.contains("LayerNorm");
@@ -222,10 +233,15 @@ pub fn random_tensors(
         } else if is_projection(&name) && shape.len() >= 2 {
             let fan_out = shape[0];
             let fan_in: usize = shape[1..].iter().product();
-            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
-            Tensor::rand(-bound as f32, bound as f32, shape, device)?.to_dtype(dtype)?
+            let bound = (6.0 / (fan_in + fan_out) as f64).sqrt() as f32;
+            draw(&shape, &mut |r| r.random_range(-bound..bound))?
         } else {
-            (Tensor::randn(0f32, 0.02f32, shape, device)?).to_dtype(dtype)?
+            // Box-Muller: normal with std 0.02.
+            draw(&shape, &mut |r| {
+                let u1: f32 = r.random_range(f32::EPSILON..1.0);
+                let u2: f32 = r.random();
+                0.02 * (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+            })?
         };
         out.insert(name, t);
     }

@@ -24,3 +24,19 @@ pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .and_then(|d| d.to_scalar::<f32>())
         .expect("difference")
 }
+
+/// The `ivt` binary under test.
+pub fn ivt() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ivt"))
+}
+
+/// Runs `cmd` and returns its stdout, failing the test with its stderr if it did not succeed.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().expect("run the command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}

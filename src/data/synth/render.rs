@@ -212,7 +212,7 @@ fn background<R: Rng>(img: &mut RgbImage, look: &CameraLook, rng: &mut R) {
     }
 }
 
-/// Scene randomness of one image.
+/// Walking pose of one image.
 struct Pose {
     stride: f32,
     swing: f32,
@@ -227,7 +227,6 @@ fn hair_colour(p: &Person) -> [u8; 3] {
     }
 }
 
-#[allow(clippy::too_many_lines)]
 fn person<R: Rng>(pt: &mut Painter, p: &Person, view: View, pose: &Pose, rng: &mut R) {
     let child = p.build == Build::Child;
     let skin = jitter(rng, SKIN[p.skin as usize % SKIN.len()], 6.0);

@@ -152,3 +152,30 @@ fn the_index_build_job_command_parses() {
         panic!("the Job's command does not parse: {e}");
     }
 }
+
+#[test]
+fn the_image_serves_the_demo_model_with_no_volume() {
+    let docker = read("Dockerfile");
+    // The demo model is copied to where `demo_model_dir` looks in the image...
+    assert!(docker.contains("COPY models/ /opt/ivt/models/"));
+    assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(ivt::model::DEMO_MODEL)
+        .join("config.json")
+        .is_file());
+    assert!(!read(".dockerignore")
+        .lines()
+        .any(|l| l.trim_start_matches('/').starts_with("models")));
+    // ...and no model or index is preset, so a bare `docker run` uses the demo model and
+    // gallery, cached in a directory the unprivileged user owns.
+    let env: String = docker
+        .lines()
+        .skip_while(|l| !l.starts_with("ENV IVT_"))
+        .take_while(|l| l.starts_with("ENV") || l.starts_with("    "))
+        .collect();
+    assert!(env.contains("IVT_CACHE_DIR=/data/cache"), "{env}");
+    assert!(
+        !env.contains("IVT_MODEL=") && !env.contains("IVT_INDEX="),
+        "{env}"
+    );
+    assert!(docker.contains("/data/cache") && docker.contains("chown -R ivt:ivt /data"));
+}

@@ -16,15 +16,6 @@ fn ivt(args: &[&str]) -> Output {
         .expect("run ivt")
 }
 
-/// Fails the test with the command's stderr when it did not succeed.
-fn assert_success(out: &Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn golden(dir: &str, key: &str) -> Vec<Vec<f32>> {
     let out =
         candle_core::safetensors::load(fixture(dir).join("outputs.safetensors"), &Device::Cpu)
@@ -79,7 +70,7 @@ fn encode_prints_golden_embeddings_as_json_lines_in_order() {
         "--batch-size",
         "1",
     ]);
-    assert_success(&out);
+    common::assert_success(&out);
     let rows = lines(&out);
     assert_eq!(rows.len(), 3);
     assert_eq!(rows[0]["text"], CAPTION0);
@@ -114,7 +105,7 @@ fn encode_reads_input_files_and_warns_on_truncation() {
         "--image-list",
         list.to_str().unwrap(),
     ]);
-    assert_success(&out);
+    common::assert_success(&out);
     let rows = lines(&out);
     assert_eq!(rows.len(), 3);
     assert_close(
@@ -178,7 +169,7 @@ fn convert_pth_to_safetensors_keeps_the_embeddings() {
             "--out-dtype",
             dtype,
         ]);
-        assert_success(&out);
+        common::assert_success(&out);
         assert!(out_dir.join("config.json").is_file());
         let enc = ivt(&[
             "encode",
@@ -187,7 +178,7 @@ fn convert_pth_to_safetensors_keeps_the_embeddings() {
             "--text",
             CAPTION0,
         ]);
-        assert_success(&enc);
+        common::assert_success(&enc);
         let e = embedding(&lines(&enc)[0]);
         let want = &golden("model-tiny-s16", "text_embeddings_normalized")[0];
         if name == "f32" {

@@ -3,6 +3,8 @@
 //! loads, and `--resume` continuing from the last epoch. The patch stride does not tile the image
 //! (as the released stride 12 on 384x128), which candle's conv backward alone cannot handle.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -52,11 +54,7 @@ fn ivt(root: &Path, args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::assert_success(&out);
     out
 }
 

@@ -95,11 +95,7 @@ fn init_command_writes_a_loadable_model() {
         .arg(&out)
         .output()
         .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
-    );
+    common::assert_success(&status);
     let saved =
         candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
     check_against_golden(&saved);

@@ -30,13 +30,18 @@ pub fn ivt() -> std::process::Command {
     std::process::Command::new(env!("CARGO_BIN_EXE_ivt"))
 }
 
+/// Fails the test with the command's stderr when it did not succeed.
+pub fn assert_success(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Runs `cmd` and returns its stdout, failing the test with its stderr if it did not succeed.
 pub fn run_ok(cmd: &mut std::process::Command) -> String {
     let out = cmd.output().expect("run the command");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_success(&out);
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }

@@ -137,10 +137,15 @@ fn training_on_synthetic_data_lowers_the_loss() {
 /// Builds the demo index in a fresh cache (as `ivt serve` does on first start).
 fn demo_index(cache: &Path) -> (ModelFiles, PathBuf) {
     let files = ModelFiles::resolve(&demo_dir(), None).expect("demo model");
-    let encoder =
-        Encoder::load(&files, &candle_core::Device::Cpu, candle_core::DType::F32).unwrap();
+    let load = || {
+        Ok(Encoder::load(
+            &files,
+            &candle_core::Device::Cpu,
+            candle_core::DType::F32,
+        )?)
+    };
     let bar = indicatif::ProgressBar::hidden();
-    let dir = ensure_demo_index(&files, &encoder, cache, &bar).expect("demo index");
+    let dir = ensure_demo_index(&files, load, cache, &bar).expect("demo index");
     (files, dir)
 }
 

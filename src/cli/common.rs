@@ -46,11 +46,6 @@ impl ModelArgs {
         Ok(ModelFiles::resolve(&path, config)?)
     }
 
-    /// Whether no model was named, so the demo model is used.
-    pub fn is_demo(&self) -> bool {
-        self.model.is_none() && self.config.is_none() && self.preset.is_none()
-    }
-
     /// Loads the encoder on the chosen device.
     pub fn load(&self) -> anyhow::Result<(Encoder, ModelFiles)> {
         let files = self.files()?;

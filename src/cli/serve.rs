@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{compute_dtype, ModelArgs};
 use crate::index::demo::ensure_demo_index;
-use crate::model::parse_device;
+use crate::model::{parse_device, Encoder};
 use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
 
 /// Arguments of `ivt serve`. Every flag can also be set from the environment variable named in
@@ -133,13 +133,16 @@ pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
 
 /// Builds (or finds cached) the demo gallery index for the model being served.
 fn demo_index(args: &ServeArgs) -> anyhow::Result<PathBuf> {
-    let (encoder, files) = args.model.load()?;
+    let files = args.model.files()?;
+    let device = parse_device(&args.model.device)?;
+    let dtype = compute_dtype(&args.model.dtype, &device)?;
+    let encoder = || Ok(Encoder::load(&files, &device, dtype)?);
     let cache = cache_dir(args.cache_dir.as_deref());
     let progress = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("demo gallery: {msg} {bar:30} {pos}/{len} images")
             .context("progress template")?,
     );
-    let dir = ensure_demo_index(&files, &encoder, &cache, &progress).with_context(|| {
+    let dir = ensure_demo_index(&files, encoder, &cache, &progress).with_context(|| {
         format!(
             "preparing the demo gallery for {} in {}",
             files.name,

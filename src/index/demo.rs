@@ -61,10 +61,11 @@ pub fn read_synth_options(model_dir: &Path) -> Result<SynthOptions, DemoError> {
 }
 
 /// Returns the demo index for `files` under `cache`, building it first when it is missing or was
-/// built with other weights. `progress` counts generated, then encoded, images.
+/// built with other weights. `encoder` loads the model, only when the gallery must be encoded.
+/// `progress` counts generated, then encoded, images.
 pub fn ensure_demo_index(
     files: &ModelFiles,
-    encoder: &Encoder,
+    encoder: impl FnOnce() -> Result<Encoder, DemoError>,
     cache: &Path,
     progress: &ProgressBar,
 ) -> Result<PathBuf, DemoError> {
@@ -96,6 +97,7 @@ pub fn ensure_demo_index(
     progress.set_message("rendering");
     dataset.write(&gallery_dir, &[Split::Test], progress)?;
     let items = GallerySource::JsonlManifest(gallery_dir.join("test.jsonl")).read()?;
+    let encoder = encoder()?;
     GalleryIndex::discard_pending_builds(&index_dir)?;
     let mut index = GalleryIndex::begin_build(
         &index_dir,
@@ -109,7 +111,7 @@ pub fn ensure_demo_index(
     progress.set_length(items.len() as u64);
     encode_into(
         &mut index,
-        encoder,
+        &encoder,
         items,
         &PipelineOptions::default(),
         &mut |n| progress.inc(n as u64),

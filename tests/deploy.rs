@@ -77,6 +77,9 @@ fn every_ivt_variable_in_the_deployment_files_is_a_real_flag() {
         "deploy/base/configmap.yaml",
         "deploy/base/deployment.yaml",
         "deploy/overlays/gpu/kustomization.yaml",
+        "deploy/overlays/milvus/kustomization.yaml",
+        "deploy/overlays/milvus/deployment-milvus.yaml",
+        "deploy/overlays/milvus/job-index-build-milvus.yaml",
     ] {
         for var in ivt_vars(&read(file)) {
             assert!(
@@ -178,4 +181,76 @@ fn the_image_serves_the_demo_model_with_no_volume() {
         "{env}"
     );
     assert!(docker.contains("/data/cache") && docker.contains("chown -R ivt:ivt /data"));
+}
+
+/// `op`/`path`/`value` of the ConfigMap patch in an overlay's kustomization.
+fn configmap_patch(overlay: &str) -> Vec<(String, String, Option<String>)> {
+    let text = read(&format!("deploy/overlays/{overlay}/kustomization.yaml"));
+    let mut ops = Vec::new();
+    let mut lines = text.lines().map(str::trim).peekable();
+    while let Some(line) = lines.next() {
+        let Some(op) = line.strip_prefix("- op: ") else {
+            continue;
+        };
+        let path = lines
+            .next()
+            .and_then(|l| l.strip_prefix("path: "))
+            .unwrap_or_default();
+        let Some(key) = path.strip_prefix("/data/") else {
+            continue;
+        };
+        let value = lines
+            .peek()
+            .and_then(|l| l.strip_prefix("value: "))
+            .map(|v| v.trim_matches('"').to_string());
+        ops.push((op.to_string(), key.to_string(), value));
+    }
+    ops
+}
+
+#[test]
+fn the_milvus_overlay_configures_serve_and_the_build_job_for_milvus() {
+    use clap::Parser;
+    use ivt::cli::common::BackendKind;
+    use ivt::cli::Command;
+    let mut vars = configmap();
+    for (op, key, value) in configmap_patch("milvus") {
+        vars.retain(|(k, _)| *k != key);
+        if op != "remove" {
+            vars.push((key, value.expect("a value")));
+        }
+    }
+    assert!(vars.iter().all(|(k, _)| k != "IVT_INDEX"));
+    let known = serve_env_vars();
+    for (k, v) in &vars {
+        assert!(
+            !k.starts_with("IVT_") || known.contains(k),
+            "the overlay sets {k}, which `ivt serve` does not read"
+        );
+        // This test binary runs in its own process; the other test setting variables only
+        // checks that parsing succeeds.
+        std::env::set_var(k, v);
+    }
+    match Cli::try_parse_from(["ivt", "serve"]).map(|c| c.command) {
+        Ok(Command::Serve(args)) => {
+            assert_eq!(args.backend.gallery_backend, BackendKind::Milvus);
+            assert!(args.backend.milvus_uri.ends_with(":19530"));
+        }
+        other => panic!("ivt serve rejects the Milvus overlay's ConfigMap: {other:?}"),
+    }
+    let job = read("deploy/overlays/milvus/job-index-build-milvus.yaml");
+    assert!(job.contains("configMapRef") && job.contains("--resume"));
+    let args: Vec<String> = job
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("args:"))
+        .skip(1)
+        .map_while(|l| l.trim_start().strip_prefix("- ").map(String::from))
+        .collect();
+    let argv = std::iter::once("ivt".to_string()).chain(args);
+    match Cli::try_parse_from(argv).map(|c| c.command) {
+        Ok(Command::Index(ivt::cli::index::IndexCommand::Build(b))) => {
+            assert_eq!(b.backend.gallery_backend, BackendKind::Milvus);
+        }
+        other => panic!("the Milvus Job's command does not parse: {other:?}"),
+    }
 }

@@ -19,6 +19,9 @@ pub enum BenchCommand {
     /// Gallery index on synthetic clustered vectors: build time, memory, recall@10 and
     /// queries/s of HNSW at several `ef` against exact search.
     Index(super::bench_index::IndexBenchArgs),
+    /// Loads a synthetic gallery for a model into the embedded index or Milvus (bulk-load
+    /// images/s), to serve and measure with `bench serve`.
+    Gallery(super::bench_gallery::GalleryBenchArgs),
     /// Load on a running `ivt serve`: queries/s and latency percentiles per concurrency level.
     Serve(super::bench_serve::ServeBenchArgs),
 }
@@ -52,6 +55,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Encode(args) => bench_encode(args),
         BenchCommand::Index(args) => super::bench_index::run(args),
         BenchCommand::Serve(args) => super::bench_serve::run(args),
+        BenchCommand::Gallery(args) => super::bench_gallery::run(args),
     }
 }
 

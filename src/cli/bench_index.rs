@@ -61,14 +61,25 @@ const CHUNK: usize = 8_192;
 const K: usize = 10;
 
 /// A mixture of Gaussians on the unit sphere.
-struct Mixture {
+pub(crate) struct Mixture {
     centres: Vec<Vec<f32>>,
     spread: f32,
 }
 
 impl Mixture {
     fn new(rng: &mut StdRng, args: &IndexBenchArgs) -> Self {
-        let (dim, latent) = (args.dim, args.latent_dim);
+        Self::generate(rng, args.dim, args.clusters, args.latent_dim, args.spread)
+    }
+
+    /// `clusters` centres in `dim` dimensions drawn from a `latent`-dimensional Gaussian (0:
+    /// plain Gaussians); samples spread `spread` around them.
+    pub(crate) fn generate(
+        rng: &mut StdRng,
+        dim: usize,
+        clusters: usize,
+        latent: usize,
+        spread: f32,
+    ) -> Self {
         // Centres = a random linear map of latent Gaussians (or plain Gaussians).
         let map: Vec<f32> = (0..dim * latent).map(|_| gaussian(rng)).collect();
         let centre = |rng: &mut StdRng| -> Vec<f32> {
@@ -80,18 +91,22 @@ impl Mixture {
                 .map(|row| row.iter().zip(&z).map(|(a, b)| a * b).sum())
                 .collect()
         };
-        let centres = (0..args.clusters.max(1))
+        let centres = (0..clusters.max(1))
             .map(|_| normalise(centre(rng)))
             .collect();
-        Mixture {
-            centres,
-            spread: args.spread,
-        }
+        Mixture { centres, spread }
     }
 
     fn sample(&self, rng: &mut StdRng) -> Vec<f32> {
-        let c = &self.centres[rng.random_range(0..self.centres.len())];
-        normalise(c.iter().map(|x| x + self.spread * gaussian(rng)).collect())
+        self.sample_with_cluster(rng).1
+    }
+
+    /// A sample and the index of its cluster.
+    pub(crate) fn sample_with_cluster(&self, rng: &mut StdRng) -> (usize, Vec<f32>) {
+        let i = rng.random_range(0..self.centres.len());
+        let c = &self.centres[i];
+        let v = normalise(c.iter().map(|x| x + self.spread * gaussian(rng)).collect());
+        (i, v)
     }
 }
 

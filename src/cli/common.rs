@@ -1,10 +1,12 @@
-//! Arguments shared by the commands that load a model.
+//! Arguments shared by the commands that load a model or open a gallery.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
 use candle_core::DType;
 
+use crate::index::milvus::{Consistency, MilvusConfig, MilvusGallery};
+use crate::index::{EmbeddedGallery, GalleryBackend, GalleryIndex, HnswParams};
 use crate::model::{demo_model_dir, parse_device, Encoder, IvtConfig, ModelFiles, PRESETS};
 
 /// Which model to load and where to run it.
@@ -89,4 +91,91 @@ pub fn read_lines(path: &std::path::Path) -> anyhow::Result<Vec<String>> {
         .filter(|l| !l.trim().is_empty())
         .map(String::from)
         .collect())
+}
+
+/// Where a gallery lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendKind {
+    /// The embedded hnsw_rs index: a directory (--index / --out).
+    Embedded,
+    /// A Milvus collection (--milvus-uri, --milvus-collection).
+    Milvus,
+}
+
+/// Gallery backend selection, shared by serve, search, eval and index.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackendArgs {
+    /// Gallery backend: the embedded HNSW index (a directory) or a Milvus collection, for
+    /// galleries beyond one machine.
+    #[arg(long, env = "IVT_GALLERY_BACKEND", value_enum, default_value_t = BackendKind::Embedded)]
+    pub gallery_backend: BackendKind,
+    /// Milvus address (`http://host:19530`, `https://...`).
+    #[arg(long, env = "IVT_MILVUS_URI", default_value = "http://localhost:19530")]
+    pub milvus_uri: String,
+    /// Milvus credentials: `user:password` or an API key.
+    #[arg(long, env = "IVT_MILVUS_TOKEN", hide_env_values = true)]
+    pub milvus_token: Option<String>,
+    /// Milvus database (default: the server's default database).
+    #[arg(long, env = "IVT_MILVUS_DATABASE")]
+    pub milvus_database: Option<String>,
+    /// Milvus collection holding the gallery.
+    #[arg(long, env = "IVT_MILVUS_COLLECTION", default_value = "ivt_gallery")]
+    pub milvus_collection: String,
+    /// Read consistency: session (the default: this process reads its own writes; other
+    /// clients' writes show within Milvus' time tick), strong (every write, from anyone; each
+    /// read waits for the time tick, ~200 ms), bounded or eventually.
+    #[arg(long, env = "IVT_MILVUS_CONSISTENCY", value_enum, default_value_t = Consistency::Session)]
+    pub milvus_consistency: Consistency,
+    /// Deadline of one Milvus request, in seconds.
+    #[arg(long, env = "IVT_MILVUS_TIMEOUT_S", default_value_t = 60.0)]
+    pub milvus_timeout_s: f64,
+    /// Retries of a failed Milvus request (exponential backoff from 0.2 s) before the caller
+    /// gets UNAVAILABLE.
+    #[arg(long, env = "IVT_MILVUS_RETRIES", default_value_t = 4)]
+    pub milvus_retries: u32,
+}
+
+impl BackendArgs {
+    /// The Milvus configuration when the Milvus backend is selected; `hnsw` applies when the
+    /// collection is created.
+    pub fn milvus(&self, hnsw: HnswParams) -> anyhow::Result<Option<MilvusConfig>> {
+        if self.gallery_backend != BackendKind::Milvus {
+            return Ok(None);
+        }
+        let mut config = MilvusConfig::new(&self.milvus_uri, &self.milvus_collection);
+        config.token = self.milvus_token.clone();
+        config.database = self.milvus_database.clone();
+        config.consistency = self.milvus_consistency;
+        config.hnsw = hnsw;
+        config.retries = self.milvus_retries;
+        config.timeout = std::time::Duration::try_from_secs_f64(self.milvus_timeout_s)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .context("--milvus-timeout-s must be a positive number")?;
+        Ok(Some(config))
+    }
+
+    /// Opens an existing gallery: the embedded index at `dir`, or the Milvus collection; either
+    /// must have been built with this model.
+    pub fn open(
+        &self,
+        dir: Option<&std::path::Path>,
+        fingerprint: &str,
+        dim: usize,
+    ) -> anyhow::Result<Box<dyn GalleryBackend>> {
+        match self.milvus(HnswParams::default())? {
+            Some(config) => {
+                let name = config.collection.clone();
+                let gallery = MilvusGallery::open(config, fingerprint, dim)
+                    .with_context(|| format!("opening Milvus collection {name}"))?;
+                Ok(Box::new(gallery))
+            }
+            None => {
+                let dir = dir.context("--index is required with the embedded gallery backend")?;
+                let index = GalleryIndex::open(dir, fingerprint)
+                    .with_context(|| format!("opening index {}", dir.display()))?;
+                Ok(Box::new(EmbeddedGallery::new(index)))
+            }
+        }
+    }
 }

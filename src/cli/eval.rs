@@ -6,10 +6,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::common::ModelArgs;
+use super::common::{BackendArgs, BackendKind, ModelArgs};
 use crate::data::{filter_split, read_dataset, Split};
 use crate::eval::{evaluate_dataset, evaluate_index, EvalOptions, IndexSearch};
-use crate::index::GalleryIndex;
 
 /// Arguments of `ivt eval`.
 #[derive(Debug, clap::Args)]
@@ -21,8 +20,8 @@ pub struct EvalArgs {
     #[arg(long, env = "IVT_DATASET")]
     pub dataset: PathBuf,
     /// Root the annotation's image paths are relative to (CUHK-PEDES: its `imgs/` folder).
-    /// Not needed with --index, which holds the gallery's embeddings.
-    #[arg(long, env = "IVT_IMAGES", required_unless_present = "index")]
+    /// Not needed with --index or the Milvus backend, which hold the gallery's embeddings.
+    #[arg(long, env = "IVT_IMAGES")]
     pub images: Option<PathBuf>,
     /// Split to evaluate: train, val or test.
     #[arg(long, default_value = "test")]
@@ -31,13 +30,17 @@ pub struct EvalArgs {
     /// `ivt index build --gallery <annotation> --split test`) instead of exact search, to
     /// measure what the approximation costs. Each caption searches --depth images; positives
     /// ranked deeper count as not found.
+    /// With `--gallery-backend milvus`, the Milvus collection is evaluated the same way.
     #[arg(long)]
     pub index: Option<PathBuf>,
-    /// Images retrieved per query with --index.
-    #[arg(long, default_value_t = 100, requires = "index")]
+    /// Gallery backend of --index.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Images retrieved per query with --index or Milvus.
+    #[arg(long, default_value_t = 100)]
     pub depth: usize,
-    /// HNSW candidate list with --index (default: the index's, raised to --depth).
-    #[arg(long, requires = "index")]
+    /// HNSW candidate list with --index or Milvus (default: the index's, raised to --depth).
+    #[arg(long)]
     pub ef: Option<usize>,
     /// Also write the JSON result to this file.
     #[arg(long)]
@@ -70,24 +73,32 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size as usize,
         max_rank: args.max_rank as usize,
     };
-    let report = match &args.index {
-        Some(dir) => {
-            let index = GalleryIndex::open(dir, &files.fingerprint()?)
-                .with_context(|| format!("opening index {}", dir.display()))?;
+    let through_index = args.index.is_some() || args.backend.gallery_backend == BackendKind::Milvus;
+    let report = match through_index {
+        true => {
+            let gallery =
+                args.backend
+                    .open(args.index.as_deref(), &files.fingerprint()?, encoder.dim())?;
             let search = IndexSearch {
                 depth: args.depth,
                 ef: args.ef,
             };
             evaluate_index(
-                &encoder, &index, &images, args.split, &options, search, &progress,
+                &encoder,
+                gallery.as_ref(),
+                &images,
+                args.split,
+                &options,
+                search,
+                &progress,
             )?
         }
-        None => evaluate_dataset(
+        false => evaluate_dataset(
             &encoder,
             &images,
             args.images
                 .as_deref()
-                .context("--images is required without --index")?,
+                .context("--images is required without --index or the Milvus backend")?,
             args.split,
             &options,
             &progress,

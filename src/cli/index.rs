@@ -5,11 +5,14 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use super::common::ModelArgs;
+use super::common::{BackendArgs, ModelArgs};
 use crate::data::gallery::{GalleryItem, GallerySource};
 use crate::data::Split;
-use crate::index::pipeline::{encode_into, PipelineOptions, PipelineStats};
-use crate::index::{GalleryIndex, HnswParams, VectorStorage};
+use crate::index::milvus::{MilvusConfig, MilvusGallery};
+use crate::index::pipeline::{encode_into, PipelineOptions, PipelineStats, Sink};
+use crate::index::{
+    GalleryBackend, GalleryIndex, HnswParams, ImageRecord, IndexError, VectorStorage,
+};
 
 /// Index subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -79,9 +82,14 @@ pub struct BuildArgs {
     #[command(flatten)]
     pub gallery: GalleryArgs,
     /// Index directory to write (an index already there keeps serving until the build ends).
+    /// Not used with the Milvus backend, which builds into --milvus-collection.
     #[arg(long, env = "IVT_INDEX")]
-    pub out: PathBuf,
-    /// Continue an interrupted build of --out instead of starting again.
+    pub out: Option<PathBuf>,
+    /// Gallery backend to build into. Milvus: the collection is dropped and rebuilt (build a
+    /// new collection name and switch the service over to keep serving meanwhile).
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Continue an interrupted build instead of starting again.
     #[arg(long)]
     pub resume: bool,
     /// Store embeddings as f16 (half the disk; cosine error below 1e-3).
@@ -106,6 +114,17 @@ pub struct InfoArgs {
     pub index: PathBuf,
 }
 
+/// Arguments naming a gallery in either backend.
+#[derive(Debug, clap::Args)]
+pub struct GalleryTarget {
+    /// Index directory (embedded backend).
+    #[arg(long, env = "IVT_INDEX")]
+    pub index: Option<PathBuf>,
+    /// Gallery backend.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
 /// Arguments of `ivt index add`.
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
@@ -113,9 +132,8 @@ pub struct AddArgs {
     pub model: ModelArgs,
     #[command(flatten)]
     pub gallery: GalleryArgs,
-    /// Index directory.
-    #[arg(long, env = "IVT_INDEX")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub target: GalleryTarget,
     /// Skip images whose id is already in the index instead of failing.
     #[arg(long)]
     pub skip_existing: bool,
@@ -124,9 +142,8 @@ pub struct AddArgs {
 /// Arguments of `ivt index remove`.
 #[derive(Debug, clap::Args)]
 pub struct RemoveArgs {
-    /// Index directory.
-    #[arg(long, env = "IVT_INDEX")]
-    pub index: PathBuf,
+    #[command(flatten)]
+    pub target: GalleryTarget,
     /// Image id to remove (repeatable).
     #[arg(long = "image-id")]
     pub image_ids: Vec<String>,
@@ -150,8 +167,21 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
     let (_, mut items) = args.gallery.items()?;
     let (encoder, files) = args.model.load()?;
     let fingerprint = files.fingerprint()?;
+    let params = HnswParams {
+        max_nb_connection: args.hnsw_m,
+        ef_construction: args.ef_construction,
+        ef_search: args.ef_search,
+        ..HnswParams::default()
+    };
+    if let Some(config) = args.backend.milvus(params.clone())? {
+        return build_milvus(config, &args, items, &encoder, &fingerprint);
+    }
+    let out = args
+        .out
+        .as_deref()
+        .context("--out is required with the embedded gallery backend")?;
     let mut index = match args.resume {
-        true => GalleryIndex::resume_build(&args.out, &fingerprint)?,
+        true => GalleryIndex::resume_build(out, &fingerprint)?,
         false => None,
     };
     if index.is_some() {
@@ -168,28 +198,22 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         );
     } else {
         if args.resume {
-            tracing::warn!(out = %args.out.display(), "no interrupted build to resume; starting");
+            tracing::warn!(out = %out.display(), "no interrupted build to resume; starting");
         }
-        let stale = GalleryIndex::discard_pending_builds(&args.out)?;
+        let stale = GalleryIndex::discard_pending_builds(out)?;
         if stale > 0 {
             tracing::info!(
                 stale,
                 "removed interrupted builds (use --resume to continue one)"
             );
         }
-        let params = HnswParams {
-            max_nb_connection: args.hnsw_m,
-            ef_construction: args.ef_construction,
-            ef_search: args.ef_search,
-            ..HnswParams::default()
-        };
         let storage = if args.f16 {
             VectorStorage::F16
         } else {
             VectorStorage::F32
         };
         index = Some(GalleryIndex::begin_build(
-            &args.out,
+            out,
             &fingerprint,
             encoder.dim(),
             params,
@@ -197,14 +221,62 @@ fn build(args: BuildArgs) -> anyhow::Result<()> {
         )?);
     }
     let mut index = index.context("an index to build into")?;
-    let stats = encode_with_progress(&mut index, &encoder, items, &args.gallery)?;
+    let stats = encode_with_progress(&mut |b| index.add(b), &encoder, items, &args.gallery)?;
     tracing::info!("building the HNSW graph and publishing the index");
     index.publish()?;
-    report(&index, &stats)
+    report(
+        &index.path().display().to_string(),
+        index.len(),
+        &stats,
+        serde_json::json!({
+            "manifest": index.manifest()
+        }),
+    )
 }
 
+/// Builds the gallery into a Milvus collection: recreated, or continued with --resume.
+fn build_milvus(
+    config: MilvusConfig,
+    args: &BuildArgs,
+    mut items: Vec<GalleryItem>,
+    encoder: &crate::model::Encoder,
+    fingerprint: &str,
+) -> anyhow::Result<()> {
+    let batch = config.insert_batch;
+    let gallery = if args.resume {
+        let gallery = MilvusGallery::open_or_create(config, fingerprint, encoder.dim())?;
+        let ids: Vec<String> = items.iter().map(|i| i.record.image_id.clone()).collect();
+        let done = gallery.existing_ids(&ids)?;
+        items.retain(|i| !done.contains(&i.record.image_id));
+        tracing::info!(done = done.len(), left = items.len(), "resuming build");
+        gallery
+    } else {
+        MilvusGallery::recreate(config, fingerprint, encoder.dim())?
+    };
+    // Encoder batches are small; Milvus prefers large inserts.
+    let mut pending: Vec<(ImageRecord, Vec<f32>)> = Vec::new();
+    let mut sink = |b: Vec<(ImageRecord, Vec<f32>)>| -> Result<(), IndexError> {
+        pending.extend(b);
+        if pending.len() >= batch {
+            gallery.add(std::mem::take(&mut pending))?;
+        }
+        Ok(())
+    };
+    let stats = encode_with_progress(&mut sink, encoder, items, &args.gallery)?;
+    gallery.add(pending)?;
+    tracing::info!("flushing the collection");
+    gallery.persist()?;
+    report(
+        &gallery.location(),
+        gallery.len(),
+        &stats,
+        serde_json::json!({
+            "milvus_version": gallery.server_version().ok(),
+        }),
+    )
+}
 fn encode_with_progress(
-    index: &mut GalleryIndex,
+    index: &mut Sink<'_>,
     encoder: &crate::model::Encoder,
     items: Vec<GalleryItem>,
     gallery: &GalleryArgs,
@@ -224,19 +296,26 @@ fn encode_with_progress(
     Ok(stats)
 }
 
-/// Prints a JSON summary of a build or an add.
-fn report(index: &GalleryIndex, stats: &PipelineStats) -> anyhow::Result<()> {
+/// Prints a JSON summary of a build or an add: `details` is merged in.
+fn report(
+    location: &str,
+    count: usize,
+    stats: &PipelineStats,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
     let per_s = |n: usize, s: f64| if s > 0.0 { n as f64 / s } else { 0.0 };
-    let summary = serde_json::json!({
-        "index": index.path(),
-        "count": index.len(),
+    let mut summary = serde_json::json!({
+        "index": location,
+        "count": count,
         "encoded": stats.encoded,
         "skipped": stats.skipped.iter().map(|(p, e)| serde_json::json!({"path": p, "error": e})).collect::<Vec<_>>(),
         "seconds": stats.seconds,
         "images_per_second": per_s(stats.encoded, stats.seconds),
         "encoder_images_per_second": per_s(stats.encoded, stats.encoder_seconds),
-        "manifest": index.manifest(),
     });
+    if let (Some(s), Some(d)) = (summary.as_object_mut(), details.as_object()) {
+        s.extend(d.clone());
+    }
     println!("{summary}");
     Ok(())
 }
@@ -250,21 +329,63 @@ fn info(dir: &Path) -> anyhow::Result<()> {
 fn add(args: AddArgs) -> anyhow::Result<()> {
     let (_, mut items) = args.gallery.items()?;
     let (encoder, files) = args.model.load()?;
-    let mut index = GalleryIndex::open(&args.index, &files.fingerprint()?)?;
-    if args.skip_existing {
-        items.retain(|item| !index.contains(&item.record.image_id));
-    } else if let Some(dup) = items.iter().find(|i| index.contains(&i.record.image_id)) {
+    let fingerprint = files.fingerprint()?;
+    if let Some(config) = args.target.backend.milvus(HnswParams::default())? {
+        let gallery = MilvusGallery::open(config, &fingerprint, encoder.dim())?;
+        let ids: Vec<String> = items.iter().map(|i| i.record.image_id.clone()).collect();
+        let present = gallery.existing_ids(&ids)?;
+        filter_existing(&mut items, |id| present.contains(id), args.skip_existing)?;
+        let stats = encode_with_progress(
+            &mut |b| gallery.add(b).map(|_| ()),
+            &encoder,
+            items,
+            &args.gallery,
+        )?;
+        gallery.persist()?;
+        return report(
+            &gallery.location(),
+            gallery.len(),
+            &stats,
+            serde_json::json!({}),
+        );
+    }
+    let dir = args
+        .target
+        .index
+        .as_deref()
+        .context("--index is required with the embedded gallery backend")?;
+    let mut index = GalleryIndex::open(dir, &fingerprint)?;
+    filter_existing(&mut items, |id| index.contains(id), args.skip_existing)?;
+    let stats = encode_with_progress(&mut |b| index.add(b), &encoder, items, &args.gallery)?;
+    // Re-inserting many undumped points at every open would slow loading down: dump the graph.
+    if index.graph_pending() * 10 > index.manifest().slots {
+        index.save_graph()?;
+    }
+    report(
+        &index.path().display().to_string(),
+        index.len(),
+        &stats,
+        serde_json::json!({
+            "manifest": index.manifest()
+        }),
+    )
+}
+
+/// Drops items already in the gallery (--skip-existing) or refuses them.
+fn filter_existing(
+    items: &mut Vec<GalleryItem>,
+    exists: impl Fn(&str) -> bool,
+    skip: bool,
+) -> anyhow::Result<()> {
+    if skip {
+        items.retain(|item| !exists(&item.record.image_id));
+    } else if let Some(dup) = items.iter().find(|i| exists(&i.record.image_id)) {
         anyhow::bail!(
             "image id `{}` is already in the index (use --skip-existing)",
             dup.record.image_id
         );
     }
-    let stats = encode_with_progress(&mut index, &encoder, items, &args.gallery)?;
-    // Re-inserting many undumped points at every open would slow loading down: dump the graph.
-    if index.graph_pending() * 10 > index.manifest().slots {
-        index.save_graph()?;
-    }
-    report(&index, &stats)
+    Ok(())
 }
 
 fn remove(args: RemoveArgs) -> anyhow::Result<()> {
@@ -272,7 +393,22 @@ fn remove(args: RemoveArgs) -> anyhow::Result<()> {
         !args.image_ids.is_empty() || !args.person_ids.is_empty(),
         "nothing to remove: give --image-id or --person-id"
     );
-    let mut index = GalleryIndex::open_any(&args.index)?;
+    if let Some(config) = args.target.backend.milvus(HnswParams::default())? {
+        // Removal never compares embeddings: open whatever model built the collection.
+        let gallery = MilvusGallery::open_any(config)?;
+        let (removed, count) = gallery.remove(&args.image_ids, &args.person_ids)?;
+        println!(
+            "{}",
+            serde_json::json!({ "removed": removed, "count": count })
+        );
+        return Ok(());
+    }
+    let dir = args
+        .target
+        .index
+        .as_deref()
+        .context("--index is required with the embedded gallery backend")?;
+    let mut index = GalleryIndex::open_any(dir)?;
     let images = index.remove_images(&args.image_ids)?;
     let persons = index.remove_persons(&args.person_ids)?;
     let summary = serde_json::json!({

@@ -2,6 +2,7 @@
 //! to stdout as JSON, logs and progress to stderr.
 
 pub mod bench;
+pub mod bench_gallery;
 pub mod bench_index;
 pub mod bench_serve;
 pub mod common;

@@ -5,17 +5,20 @@ use std::path::PathBuf;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use super::common::ModelArgs;
-use crate::index::{GalleryIndex, ImageHit, SearchFilter, SearchParams};
+use super::common::{BackendArgs, ModelArgs};
+use crate::index::{ImageHit, SearchFilter, SearchParams};
 
 /// Arguments of `ivt search`.
 #[derive(Debug, clap::Args)]
 pub struct SearchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Index directory (built with the same model).
+    /// Index directory (built with the same model); not used with the Milvus backend.
     #[arg(long, env = "IVT_INDEX")]
-    pub index: PathBuf,
+    pub index: Option<PathBuf>,
+    /// Gallery backend (embedded index or Milvus).
+    #[command(flatten)]
+    pub backend: BackendArgs,
     /// Description of the person to find.
     #[arg(long)]
     pub text: String,
@@ -48,8 +51,9 @@ pub struct SearchArgs {
 /// Runs `ivt search`.
 pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let (encoder, files) = args.model.load()?;
-    let index = GalleryIndex::open(&args.index, &files.fingerprint()?)
-        .with_context(|| format!("opening index {}", args.index.display()))?;
+    let index = args
+        .backend
+        .open(args.index.as_deref(), &files.fingerprint()?, encoder.dim())?;
     let query = encoder
         .encode_texts(&[args.text.as_str()])?
         .pop()
@@ -87,6 +91,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     };
     let mut out = serde_json::json!({
         "query": args.text,
+        "gallery": index.location(),
         "truncated": query.truncated,
         "gallery_size": index.len(),
     });

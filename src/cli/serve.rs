@@ -7,8 +7,9 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::common::{compute_dtype, ModelArgs};
+use super::common::{compute_dtype, BackendArgs, BackendKind, ModelArgs};
 use crate::index::demo::ensure_demo_index;
+use crate::index::HnswParams;
 use crate::model::{parse_device, Encoder};
 use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
 
@@ -24,6 +25,12 @@ pub struct ServeArgs {
     /// evaluated on), generated and indexed under --cache-dir on first start.
     #[arg(long, env = "IVT_INDEX")]
     pub index: Option<PathBuf>,
+    /// Gallery backend: the embedded index (--index) or a Milvus collection.
+    #[command(flatten)]
+    pub backend: BackendArgs,
+    /// Seconds between health checks of a Milvus backend (NOT_SERVING while it fails).
+    #[arg(long, env = "IVT_BACKEND_HEALTH_INTERVAL_S", default_value_t = 5.0)]
+    pub backend_health_interval_s: f64,
     /// Where the demo gallery is generated and indexed (default: `$XDG_CACHE_HOME/ivt`, else
     /// `~/.cache/ivt`).
     #[arg(long, env = "IVT_CACHE_DIR")]
@@ -112,6 +119,12 @@ impl ServeArgs {
         };
         config.metrics_addr = (!self.no_metrics).then_some(self.metrics_addr);
         config.drain_delay = seconds(self.drain_delay_s, "--drain-delay-s")?;
+        config.milvus = self.backend.milvus(HnswParams::default())?;
+        config.health_interval = seconds(
+            self.backend_health_interval_s,
+            "--backend-health-interval-s",
+        )?
+        .max(Duration::from_millis(100));
         config.shutdown_timeout = seconds(self.shutdown_timeout_s, "--shutdown-timeout-s")?;
         Ok(config)
     }
@@ -162,14 +175,18 @@ fn seconds(s: f64, flag: &str) -> anyhow::Result<Duration> {
 
 /// Runs the server until SIGINT/SIGTERM.
 pub fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let milvus = args.backend.gallery_backend == BackendKind::Milvus;
     let index_dir = match &args.index {
         Some(dir) => dir.clone(),
+        // Milvus holds the gallery: no directory (and no demo gallery) is involved.
+        None if milvus => PathBuf::new(),
         None => demo_index(&args)?,
     };
     let config = args.config(index_dir)?;
     // `api_key` is redacted by hand: never log the secret.
     tracing::info!(
         model = %config.model.weights.display(), index = %config.index_dir.display(),
+        milvus = ?config.milvus.as_ref().map(|m| (&m.uri, &m.collection)),
         addr = %args.addr, metrics = ?config.metrics_addr, batch = ?config.batch,
         limits = ?config.limits, auth = config.api_key.is_some(), tls = config.tls.is_some(),
         "starting ivt serve"

@@ -8,7 +8,7 @@ use indicatif::ProgressBar;
 
 use super::{embed_captions, EvalError, EvalOptions, EvalReport, RankingAccumulator};
 use crate::data::{DatasetImage, Split};
-use crate::index::{GalleryIndex, SearchFilter, SearchParams};
+use crate::index::{GalleryBackend, SearchFilter, SearchParams};
 use crate::model::Encoder;
 
 /// How deep each query searches the index.
@@ -21,11 +21,12 @@ pub struct IndexSearch {
     pub ef: Option<usize>,
 }
 
-/// Evaluates the captions of `images` (one split) as queries against `index`, whose records'
-/// person ids must be the dataset's. `progress` counts captions.
+/// Evaluates the captions of `images` (one split) as queries against `index` (the embedded
+/// index or Milvus), which must hold exactly this split's images with the dataset's person ids.
+/// `progress` counts captions.
 pub fn evaluate_index(
     encoder: &Encoder,
-    index: &GalleryIndex,
+    index: &dyn GalleryBackend,
     images: &[DatasetImage],
     split: Split,
     options: &EvalOptions,
@@ -36,9 +37,18 @@ pub fn evaluate_index(
         return Err(EvalError::EmptySplit(split));
     }
     let started = Instant::now();
+    // Positives per person come from the dataset; a gallery holding other images would make
+    // them wrong, so the sizes must agree.
+    if index.len() != images.len() {
+        return Err(EvalError::GalleryMismatch {
+            gallery: index.len(),
+            split,
+            images: images.len(),
+        });
+    }
     let mut positives: HashMap<String, usize> = HashMap::new();
-    for (record, _) in index.live_items() {
-        *positives.entry(record.person_id.clone()).or_default() += 1;
+    for im in images {
+        *positives.entry(im.person_id.clone()).or_default() += 1;
     }
     let captions: Vec<(&str, &str)> = images
         .iter()
@@ -52,10 +62,7 @@ pub fn evaluate_index(
     let texts: Vec<&str> = captions.iter().map(|(c, _)| *c).collect();
     let queries = embed_captions(encoder, &texts, options.batch_size, &ProgressBar::hidden())?;
     let depth = search.depth.max(options.max_rank).max(1);
-    let ef = search
-        .ef
-        .unwrap_or(index.manifest().hnsw.ef_search)
-        .max(depth);
+    let ef = search.ef.unwrap_or(index.default_ef()).max(depth);
     let params = SearchParams {
         top_k: depth,
         ef: Some(ef),
@@ -78,7 +85,10 @@ pub fn evaluate_index(
         split,
         images: index.len(),
         persons: positives.len(),
-        search: format!("hnsw (depth {depth}, ef {ef})"),
+        search: match index.kind() {
+            "embedded" => format!("hnsw (depth {depth}, ef {ef})"),
+            kind => format!("{kind} hnsw (depth {depth}, ef {ef})"),
+        },
         seconds: started.elapsed().as_secs_f64(),
         metrics: acc.finish(),
     })

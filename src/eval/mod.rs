@@ -37,10 +37,23 @@ pub enum EvalError {
     /// Queries and gallery do not fit together.
     #[error("invalid evaluation input: {0}")]
     Input(String),
-    /// A tensor operation failed.
     /// Searching the gallery index failed.
     #[error(transparent)]
     Index(#[from] crate::index::IndexError),
+    /// The gallery searched does not hold exactly the split's images.
+    #[error(
+        "the gallery holds {gallery} images but the {split} split has {images}: build it from \
+         this split (`ivt index build --gallery <annotation> --split {split}`)"
+    )]
+    GalleryMismatch {
+        /// Images in the gallery.
+        gallery: usize,
+        /// The split evaluated.
+        split: crate::data::Split,
+        /// Images in the split.
+        images: usize,
+    },
+    /// A tensor operation failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -110,7 +110,7 @@ pub fn ensure_demo_index(
     progress.set_position(0);
     progress.set_length(items.len() as u64);
     encode_into(
-        &mut index,
+        &mut |batch| index.add(batch),
         &encoder,
         items,
         &PipelineOptions::default(),

@@ -85,6 +85,15 @@ pub enum IndexError {
     /// The encoder failed on a batch.
     #[error("encoder failed: {0}")]
     Encode(#[from] crate::model::ModelError),
+    /// Ids asked for (e.g. to remove) that the gallery does not hold.
+    #[error("not found: {0}")]
+    Missing(String),
+    /// The gallery server (Milvus) cannot be reached; retried with backoff before this.
+    #[error("gallery backend unavailable: {0}")]
+    Unavailable(String),
+    /// The gallery server (Milvus) refused or failed an operation.
+    #[error("gallery backend error: {0}")]
+    Backend(String),
     /// Reading or writing a file failed.
     #[error("i/o error on {path}: {source}")]
     Io {

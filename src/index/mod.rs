@@ -2,11 +2,14 @@
 //!
 //! - [`GalleryIndex`]: create/open, search by image or person (exact or HNSW, with filters
 //!   applied inside the graph traversal), add and remove images, compact.
+//! - [`GalleryBackend`]: the gallery as the service and CLI see it, kept in the embedded index
+//!   ([`EmbeddedGallery`]) or in a Milvus collection ([`milvus::MilvusGallery`]).
 //! - On disk, `<index>/CURRENT` names a generation directory holding `manifest.json`,
 //!   `records.jsonl`, `embeddings.f32` (or `.f16`), `tombstones.u32` and the hnsw_rs dump.
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
 
+mod backend;
 pub mod demo;
 mod embeddings;
 mod error;
@@ -19,10 +22,12 @@ mod hits;
 mod layout;
 mod manifest;
 mod metadata;
+pub mod milvus;
 mod params;
 pub mod pipeline;
 mod record;
 
+pub use backend::{EmbeddedGallery, GalleryBackend};
 pub use error::IndexError;
 pub use filter::SearchFilter;
 pub use gallery::GalleryIndex;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
 
-use super::{GalleryIndex, ImageRecord, IndexError};
+use super::{ImageRecord, IndexError};
 use crate::data::gallery::GalleryItem;
 use crate::image::{self, DecodeLimits, ImageError, Pixels};
 use crate::model::Encoder;
@@ -67,10 +67,13 @@ pub fn check_unique_ids(items: &[GalleryItem]) -> Result<(), IndexError> {
 
 type Decoded = (ImageRecord, PathBuf, Result<Pixels, ImageError>);
 
-/// Encodes `items` into `index`, calling `progress` with the number of images done (encoded or
-/// skipped) after every batch.
+/// Where encoded batches go: an index being built, or any [`GalleryBackend`](super::GalleryBackend).
+pub type Sink<'a> = dyn FnMut(Vec<(ImageRecord, Vec<f32>)>) -> Result<(), IndexError> + 'a;
+
+/// Encodes `items` into `index` (e.g. `&mut |b| index.add(b)`), calling `progress` with the
+/// number of images done (encoded or skipped) after every batch.
 pub fn encode_into(
-    index: &mut GalleryIndex,
+    index: &mut Sink<'_>,
     encoder: &Encoder,
     items: Vec<GalleryItem>,
     opts: &PipelineOptions,
@@ -108,7 +111,7 @@ pub fn encode_into(
 
 /// Collects decoded images into full batches, encodes and adds them.
 fn consume(
-    index: &mut GalleryIndex,
+    index: &mut Sink<'_>,
     encoder: &Encoder,
     decoded: crossbeam_channel::Receiver<Decoded>,
     opts: &PipelineOptions,
@@ -138,7 +141,7 @@ fn consume(
 
 /// Encodes and adds one batch; returns the time spent in the encoder.
 fn flush(
-    index: &mut GalleryIndex,
+    index: &mut Sink<'_>,
     encoder: &Encoder,
     batch: &mut Vec<(ImageRecord, Pixels)>,
     stats: &mut PipelineStats,
@@ -153,7 +156,7 @@ fn flush(
     let spent = t.elapsed();
     let n = batch.len();
     let items = batch.drain(..).map(|(r, _)| r).zip(embeddings).collect();
-    index.add(items)?;
+    index(items)?;
     stats.encoded += n;
     progress(n);
     Ok(spent)

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use candle_core::{DType, Device};
 
+use crate::index::milvus::MilvusConfig;
 use crate::model::ModelFiles;
 
 /// Limits enforced on requests; published by `Info`.
@@ -79,8 +80,12 @@ pub struct ServiceConfig {
     pub device: Device,
     /// Compute precision.
     pub dtype: DType,
-    /// Gallery index directory; created empty when it does not exist.
+    /// Gallery index directory; created empty when it does not exist. Unused with `milvus`.
     pub index_dir: PathBuf,
+    /// Keep the gallery in this Milvus collection instead of the embedded index.
+    pub milvus: Option<MilvusConfig>,
+    /// How often a remote gallery backend (Milvus) is health-checked.
+    pub health_interval: Duration,
     /// Batching policy.
     pub batch: BatchConfig,
     /// Request limits.
@@ -106,6 +111,8 @@ impl ServiceConfig {
             device: Device::Cpu,
             dtype: DType::F32,
             index_dir,
+            milvus: None,
+            health_interval: Duration::from_secs(5),
             batch: BatchConfig::default(),
             limits: Limits::default(),
             api_key: None,

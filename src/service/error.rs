@@ -88,6 +88,8 @@ impl ServiceError {
 fn index_code(e: &IndexError) -> Code {
     match e {
         IndexError::DuplicateImageId(_) => Code::AlreadyExists,
+        IndexError::Missing(_) => Code::NotFound,
+        IndexError::Unavailable(_) => Code::Unavailable,
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
@@ -151,6 +153,12 @@ mod tests {
                 Code::InvalidArgument,
             ),
             (IndexError::NotFound("/idx".into()).into(), Code::Internal),
+            (IndexError::Missing("x".into()).into(), Code::NotFound),
+            (
+                IndexError::Unavailable("milvus down".into()).into(),
+                Code::Unavailable,
+            ),
+            (IndexError::Backend("x".into()).into(), Code::Internal),
             (
                 IndexError::Dimension {
                     expected: 2,

@@ -1,15 +1,13 @@
-//! The gallery index shared by all requests. Searches take a read lock on the blocking pool, so
-//! many run in parallel; adds and removals take the write lock and are durable when they return.
+//! The gallery shared by all requests: a [`GalleryBackend`] (the embedded index or Milvus),
+//! called on the blocking pool so that searches run in parallel and never stall the runtime.
 
-use std::collections::HashSet;
-use std::path::Path;
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use super::infer::blocking;
 use super::{metrics, ServiceError};
+use crate::index::milvus::{MilvusConfig, MilvusGallery};
 use crate::index::{
-    GalleryIndex, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter,
-    SearchParams,
+    EmbeddedGallery, GalleryBackend, ImageHit, ImageRecord, PersonHit, SearchFilter, SearchParams,
 };
 
 /// Search results, grouped as asked.
@@ -21,44 +19,53 @@ pub enum Ranked {
     Images(Vec<ImageHit>),
 }
 
-/// The shared index. A std `RwLock` is right here: it is only ever taken on blocking-pool
-/// threads, never held across an `.await`.
+/// The shared gallery.
 #[derive(Clone)]
 pub struct Gallery {
-    index: Arc<RwLock<GalleryIndex>>,
+    backend: Arc<dyn GalleryBackend>,
 }
 
 impl Gallery {
-    /// Opens the index in `dir`, or creates an empty one for this model when `dir` does not exist.
-    /// Blocking: call from a blocking context.
-    pub fn open_or_create(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, ServiceError> {
-        let index = if dir.exists() {
-            GalleryIndex::open(dir, fingerprint)?
-        } else {
-            tracing::info!(dir = %dir.display(), "no index yet: creating an empty one for this model");
-            GalleryIndex::create(dir, fingerprint, dim, HnswParams::default())?
-        };
-        if index.dim() != dim {
-            return Err(IndexError::Dimension {
-                expected: index.dim(),
-                got: dim,
-            }
-            .into());
-        }
-        metrics::gallery_size(index.len());
-        Ok(Self {
-            index: Arc::new(RwLock::new(index)),
-        })
+    /// Serves `backend`.
+    pub fn new(backend: Arc<dyn GalleryBackend>) -> Self {
+        metrics::gallery_size(backend.len());
+        Self { backend }
     }
 
-    /// Live images.
-    pub fn size(&self) -> Result<usize, ServiceError> {
-        Ok(self.read()?.len())
+    /// Opens the embedded index in `dir`, or creates an empty one for this model when `dir`
+    /// does not exist. Blocking: call from a blocking context.
+    pub fn open_embedded(
+        dir: &std::path::Path,
+        fingerprint: &str,
+        dim: usize,
+    ) -> Result<Self, ServiceError> {
+        let backend = EmbeddedGallery::open_or_create(dir, fingerprint, dim)?;
+        Ok(Self::new(Arc::new(backend)))
     }
 
-    /// The model fingerprint recorded in the index.
-    pub fn fingerprint(&self) -> Result<String, ServiceError> {
-        Ok(self.read()?.fingerprint().to_string())
+    /// Opens (or creates) the gallery collection in Milvus. Blocking.
+    pub fn open_milvus(
+        config: MilvusConfig,
+        fingerprint: &str,
+        dim: usize,
+    ) -> Result<Self, ServiceError> {
+        let backend = MilvusGallery::open_or_create(config, fingerprint, dim)?;
+        Ok(Self::new(Arc::new(backend)))
+    }
+
+    /// The backend ("embedded" or "milvus") and where the gallery lives.
+    pub fn describe(&self) -> (&'static str, String) {
+        (self.backend.kind(), self.backend.location())
+    }
+
+    /// Live images (cached by remote backends; no I/O).
+    pub fn size(&self) -> usize {
+        self.backend.len()
+    }
+
+    /// The model fingerprint recorded with the gallery.
+    pub fn fingerprint(&self) -> String {
+        self.backend.fingerprint()
     }
 
     /// Ranks the gallery for `query`; returns the hits and the gallery size searched.
@@ -69,27 +76,25 @@ impl Gallery {
         filter: SearchFilter,
         by_person: bool,
     ) -> Result<(Ranked, usize), ServiceError> {
-        let this = self.clone();
+        let backend = self.backend.clone();
         blocking(move || {
-            let index = this.read()?;
             let ranked = if by_person {
-                Ranked::Persons(index.search_persons(&query, &params, &filter)?)
+                Ranked::Persons(backend.search_persons(&query, &params, &filter)?)
             } else {
-                Ranked::Images(index.search_images(&query, &params, &filter)?)
+                Ranked::Images(backend.search_images(&query, &params, &filter)?)
             };
-            Ok((ranked, index.len()))
+            Ok((ranked, backend.len()))
         })
         .await?
     }
 
     /// Adds embedded images; returns the gallery size after the change.
     pub async fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, ServiceError> {
-        let this = self.clone();
+        let backend = self.backend.clone();
         blocking(move || {
-            let mut index = this.write()?;
-            index.add(items)?;
-            metrics::gallery_size(index.len());
-            Ok(index.len())
+            let size = backend.add(items)?;
+            metrics::gallery_size(size);
+            Ok(size)
         })
         .await?
     }
@@ -101,85 +106,29 @@ impl Gallery {
         image_ids: Vec<String>,
         person_ids: Vec<String>,
     ) -> Result<(usize, usize), ServiceError> {
-        let this = self.clone();
+        let backend = self.backend.clone();
         blocking(move || {
-            let mut index = this.write()?;
-            check_exist(&index, &image_ids, &person_ids)?;
-            let mut removed = index.remove_images(&image_ids)?;
-            removed += index.remove_persons(&person_ids)?;
-            metrics::gallery_size(index.len());
-            Ok((removed, index.len()))
+            let (removed, size) = backend.remove(&image_ids, &person_ids)?;
+            metrics::gallery_size(size);
+            Ok((removed, size))
         })
         .await?
     }
 
-    /// Dumps the HNSW graph when online adds left it ahead of its last dump, so that the next
-    /// start need not re-insert them. (The images themselves were durable when added.)
+    /// Makes recent changes cheap to reload (the images themselves were durable when added).
     pub async fn persist(&self) -> Result<(), ServiceError> {
-        let this = self.clone();
+        let backend = self.backend.clone();
+        blocking(move || Ok(backend.persist()?)).await?
+    }
+
+    /// Whether the backend can serve right now (Milvus: reachable, collection present).
+    pub async fn check_health(&self) -> Result<(), ServiceError> {
+        let backend = self.backend.clone();
         blocking(move || {
-            let mut index = this.write()?;
-            let pending = index.graph_pending();
-            if pending > 0 {
-                index.save_graph()?;
-                tracing::info!(pending, "graph saved");
-            }
+            backend.check_health()?;
+            metrics::gallery_size(backend.len());
             Ok(())
         })
         .await?
-    }
-
-    fn read(&self) -> Result<RwLockReadGuard<'_, GalleryIndex>, ServiceError> {
-        self.index
-            .read()
-            .map_err(|_| ServiceError::Internal("index lock poisoned by a panic".into()))
-    }
-
-    fn write(&self) -> Result<RwLockWriteGuard<'_, GalleryIndex>, ServiceError> {
-        self.index
-            .write()
-            .map_err(|_| ServiceError::Internal("index lock poisoned by a panic".into()))
-    }
-}
-
-fn check_exist(
-    index: &GalleryIndex,
-    image_ids: &[String],
-    person_ids: &[String],
-) -> Result<(), ServiceError> {
-    let missing_images: Vec<&str> = image_ids
-        .iter()
-        .filter(|id| !index.contains(id))
-        .map(String::as_str)
-        .collect();
-    let missing_persons: Vec<&str> = if person_ids.is_empty() {
-        Vec::new()
-    } else {
-        // The index has no person lookup; one scan per removal call is acceptable for a rare,
-        // already write-locked operation.
-        let live: HashSet<&str> = index
-            .live_items()
-            .map(|(r, _)| r.person_id.as_str())
-            .collect();
-        person_ids
-            .iter()
-            .map(String::as_str)
-            .filter(|id| !live.contains(id))
-            .collect()
-    };
-    let mut parts = Vec::new();
-    if !missing_images.is_empty() {
-        parts.push(format!("image ids {}", missing_images.join(", ")));
-    }
-    if !missing_persons.is_empty() {
-        parts.push(format!("person ids {}", missing_persons.join(", ")));
-    }
-    if parts.is_empty() {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound(format!(
-            "{} not in the gallery; nothing removed",
-            parts.join(" and ")
-        )))
     }
 }

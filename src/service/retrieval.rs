@@ -211,7 +211,7 @@ impl RetrievalService {
             images.push(msg.image);
         }
         if records.is_empty() {
-            let gallery_size = core.gallery.size()? as u64;
+            let gallery_size = core.gallery.size() as u64;
             return Ok(proto::AddImagesResponse {
                 added: 0,
                 gallery_size,
@@ -293,8 +293,8 @@ impl RetrievalService {
             model_name: core.model.name.clone(),
             model_config_json: core.model.config_json.clone(),
             dim: core.model.dim as u32,
-            gallery_size: core.gallery.size()? as u64,
-            index_fingerprint: core.gallery.fingerprint()?,
+            gallery_size: core.gallery.size() as u64,
+            index_fingerprint: core.gallery.fingerprint(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             limits: Some(proto::Limits {
                 max_top_k: l.max_top_k,

@@ -21,6 +21,7 @@ use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
 use super::{worker, ServiceConfig, ServiceError};
 use crate::image::Pixels;
+use crate::index::IndexError;
 use crate::model::Encoder;
 use crate::proto::retrieval_server::{RetrievalServer, SERVICE_NAME};
 
@@ -36,6 +37,8 @@ pub struct RunningServer {
     stop: Option<oneshot::Sender<()>>,
     serve: tokio::task::JoinHandle<ServeResult>,
     model_thread: Mutex<Option<JoinHandle<()>>>,
+    /// Polls a remote gallery backend and mirrors its health (stopped at shutdown).
+    watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RunningServer {
@@ -72,6 +75,7 @@ impl RunningServer {
             stop: Some(stop),
             serve,
             model_thread: Mutex::new(None),
+            watcher: Mutex::new(None),
         })
     }
 
@@ -93,6 +97,7 @@ impl RunningServer {
             dim: encoder.dim(),
         };
         let infer = self.start_pipeline(encoder)?;
+        let watch = (gallery.describe().0 != "embedded").then(|| gallery.clone());
         let core = Core {
             infer,
             gallery,
@@ -105,6 +110,16 @@ impl RunningServer {
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
         tracing::info!(model_fingerprint = %fingerprint, "model and index ready: SERVING");
+        if let Some(gallery) = watch {
+            let task = tokio::spawn(watch_backend(
+                gallery,
+                self.health.clone(),
+                self.config.health_interval,
+            ));
+            if let Ok(mut slot) = self.watcher.lock() {
+                *slot = Some(task);
+            }
+        }
         Ok(())
     }
 
@@ -148,6 +163,9 @@ impl RunningServer {
     /// stop the model thread. Gallery changes themselves are durable when each call returns.
     pub async fn shutdown(mut self) -> Result<(), ServiceError> {
         tracing::info!("shutting down: NOT_SERVING");
+        if let Some(task) = self.watcher.lock().ok().and_then(|mut t| t.take()) {
+            task.abort();
+        }
         self.health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
@@ -251,10 +269,62 @@ fn load_blocking(config: &ServiceConfig) -> Result<(Encoder, Gallery, String), S
         width: w,
     };
     encoder.embed_pixels(&[&grey])?;
-    tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
-    let gallery = Gallery::open_or_create(&config.index_dir, &fingerprint, encoder.dim())?;
-    tracing::info!(gallery_size = gallery.size()?, "index open");
+    let gallery = match &config.milvus {
+        None => {
+            tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
+            Gallery::open_embedded(&config.index_dir, &fingerprint, encoder.dim())?
+        }
+        Some(milvus) => open_milvus(milvus, &fingerprint, encoder.dim())?,
+    };
+    let (backend, location) = gallery.describe();
+    tracing::info!(backend, %location, gallery_size = gallery.size(), "gallery open");
     Ok((encoder, gallery, fingerprint))
+}
+
+/// Opens the Milvus gallery, waiting (with backoff) while Milvus is unreachable: in a cluster
+/// the service may start before its database. Health stays NOT_SERVING meanwhile.
+fn open_milvus(
+    config: &crate::index::milvus::MilvusConfig,
+    fingerprint: &str,
+    dim: usize,
+) -> Result<Gallery, ServiceError> {
+    let mut delay = std::time::Duration::from_secs(1);
+    loop {
+        match Gallery::open_milvus(config.clone(), fingerprint, dim) {
+            Err(ServiceError::Index(IndexError::Unavailable(e))) => {
+                tracing::warn!(error = %e, retry_in = ?delay, "Milvus not reachable yet");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(std::time::Duration::from_secs(30));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Reports the retrieval service NOT_SERVING while the gallery backend fails its health check,
+/// and SERVING again once it recovers. Requests meanwhile fail with UNAVAILABLE on their own.
+async fn watch_backend(gallery: Gallery, health: HealthReporter, every: std::time::Duration) {
+    let mut healthy = true;
+    loop {
+        tokio::time::sleep(every).await;
+        match gallery.check_health().await {
+            Ok(()) if !healthy => {
+                healthy = true;
+                tracing::info!("gallery backend recovered: SERVING");
+                health
+                    .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+                    .await;
+            }
+            Err(e) if healthy => {
+                healthy = false;
+                tracing::error!(error = %e, "gallery backend unavailable: NOT_SERVING");
+                health
+                    .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+                    .await;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Binds a TCP listener.

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Starts the Milvus servers the Milvus tests (tests/milvus.rs) and benchmarks run against, from
+# registry packages only: PyPI `milvus` 2.3.5 (the real Milvus standalone binary) and
+# `milvus-lite` 3.2.2 (the tests start their own Lite servers from it). Installs them into a
+# virtualenv on first use.
+#
+#   eval "$(scripts/milvus-test-server.sh start)"   # prints IVT_TEST_MILVUS_URI, IVT_TEST_MILVUS_LITE
+#   cargo test --test milvus
+#   scripts/milvus-test-server.sh stop
+#
+# Environment: IVT_MILVUS_VENV (default target/milvus-venv), IVT_MILVUS_DATA (default
+# target/milvus-data), IVT_MILVUS_PORT (default 19530).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${IVT_MILVUS_VENV:-$PWD/target/milvus-venv}
+DATA=${IVT_MILVUS_DATA:-$PWD/target/milvus-data}
+PORT=${IVT_MILVUS_PORT:-19530}
+PIDFILE=$DATA/server.pid
+
+healthy() {
+  # Milvus standalone answers /healthz on its metrics port once every component is up.
+  python3 - <<'PY' 2>/dev/null
+import urllib.request
+urllib.request.urlopen("http://127.0.0.1:9091/healthz", timeout=2).read()
+PY
+}
+
+case "${1:-start}" in
+start)
+  if [ ! -x "$VENV/bin/milvus-server" ] || [ ! -x "$VENV/bin/milvus-lite" ]; then
+    echo "installing milvus 2.3.5 and milvus-lite 3.2.2 into $VENV" >&2
+    python3 -m venv "$VENV" >&2
+    "$VENV/bin/pip" install -q --disable-pip-version-check milvus==2.3.5 milvus-lite==3.2.2 >&2
+  fi
+  mkdir -p "$DATA"
+  if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
+    echo "Milvus already running (pid $(cat "$PIDFILE"))" >&2
+  else
+    # Its own session, so that `stop` ends the wrapper and the server it spawns together.
+    setsid "$VENV/bin/milvus-server" --data "$DATA" --proxy-port "$PORT" >"$DATA/server.log" 2>&1 &
+    echo $! >"$PIDFILE"
+  fi
+  for _ in $(seq 1 240); do
+    healthy && break
+    sleep 1
+  done
+  if ! healthy; then
+    tail -40 "$DATA/server.log" >&2
+    echo "Milvus did not become healthy in 240 s" >&2
+    exit 1
+  fi
+  echo "Milvus standalone ready on 127.0.0.1:$PORT" >&2
+  echo "export IVT_TEST_MILVUS_URI=http://127.0.0.1:$PORT"
+  echo "export IVT_TEST_MILVUS_LITE=$VENV/bin/milvus-lite"
+  ;;
+stop)
+  if [ -f "$PIDFILE" ]; then
+    pid=$(cat "$PIDFILE")
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -KILL -- "-$pid" 2>/dev/null || true
+    rm -f "$PIDFILE"
+  fi
+  ;;
+*)
+  echo "usage: $0 start|stop" >&2
+  exit 2
+  ;;
+esac

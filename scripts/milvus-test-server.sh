@@ -18,12 +18,13 @@ DATA=${IVT_MILVUS_DATA:-$PWD/target/milvus-data}
 PORT=${IVT_MILVUS_PORT:-19530}
 PIDFILE=$DATA/server.pid
 
-healthy() {
-  # Milvus standalone answers /healthz on its metrics port once every component is up.
-  python3 - <<'PY' 2>/dev/null
-import urllib.request
-urllib.request.urlopen("http://127.0.0.1:9091/healthz", timeout=2).read()
-PY
+# The wrapper prints its banner ("Ctrl+C to exit") once Milvus answers its health check, and
+# gives up with "timeout" otherwise.
+healthy() { grep -q "Ctrl+C to exit" "$DATA/server.log" 2>/dev/null; }
+failed() { grep -q "started timeout" "$DATA/server.log" 2>/dev/null; }
+
+port_busy() {
+  python3 -c "import socket,sys; s=socket.socket(); sys.exit(0 if s.connect_ex(('127.0.0.1', $PORT)) == 0 else 1)"
 }
 
 case "${1:-start}" in
@@ -37,12 +38,16 @@ start)
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
     echo "Milvus already running (pid $(cat "$PIDFILE"))" >&2
   else
+    if port_busy; then
+      echo "port $PORT is already in use: stop what listens there or set IVT_MILVUS_PORT" >&2
+      exit 1
+    fi
     # Its own session, so that `stop` ends the wrapper and the server it spawns together.
     setsid "$VENV/bin/milvus-server" --data "$DATA" --proxy-port "$PORT" >"$DATA/server.log" 2>&1 &
     echo $! >"$PIDFILE"
   fi
   for _ in $(seq 1 240); do
-    healthy && break
+    if healthy || failed; then break; fi
     sleep 1
   done
   if ! healthy; then

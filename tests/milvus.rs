@@ -7,6 +7,7 @@
 //! Without either variable the tests say so and pass, so a plain `cargo test` works on a
 //! machine without Milvus; `IVT_REQUIRE_MILVUS=1` (set by CI) turns that into a failure.
 
+mod common;
 mod service_support;
 
 use std::net::TcpListener;
@@ -521,4 +522,136 @@ async fn service_on_milvus_survives_an_outage() {
     assert_eq!(ids(&after), ids(&before));
     server.shutdown().await.unwrap();
     drop(lite);
+}
+
+/// `ivt index build`, `ivt search`, `ivt eval` and `ivt index remove` on a synthetic dataset
+/// with the demo model: the Milvus backend answers with the embedded index's JSON.
+#[test]
+fn the_cli_gives_the_same_answers_on_both_backends() {
+    use common::{ivt, run_ok};
+    for server in servers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("data");
+        let index = tmp.path().join("index");
+        let path = |p: &std::path::Path| p.to_str().unwrap().to_string();
+        run_ok(
+            ivt()
+                .args(["synth", "--identities", "60", "--images-per-identity", "3"])
+                .args(["--seed", "5", "--out", &path(&data)]),
+        );
+        let manifest = path(&data.join("test.jsonl"));
+        let coll = collection("cli");
+        let milvus = ["--gallery-backend", "milvus", "--milvus-uri", &server.uri];
+        let milvus: Vec<&str> = milvus
+            .into_iter()
+            .chain(["--milvus-collection", &coll])
+            .collect();
+        let built: serde_json::Value = serde_json::from_str(&run_ok(
+            ivt()
+                .args(["index", "build", "--gallery", &manifest])
+                .args(&milvus),
+        ))
+        .unwrap();
+        run_ok(ivt().args([
+            "index",
+            "build",
+            "--gallery",
+            &manifest,
+            "--out",
+            &path(&index),
+        ]));
+        assert_eq!(built["count"], 45, "{}: {built}", server.name);
+        assert!(built["milvus_version"].is_string(), "{built}");
+
+        let search = |backend: &[&str]| -> serde_json::Value {
+            let out = run_ok(
+                ivt()
+                    .args([
+                        "search",
+                        "--text",
+                        "a woman in a red coat with a black backpack",
+                    ])
+                    .args([
+                        "--top-k", "5", "--camera", "1", "--camera", "2", "--camera", "3",
+                    ])
+                    .args(backend),
+            );
+            let mut v: serde_json::Value = serde_json::from_str(&out).unwrap();
+            v.as_object_mut().unwrap().remove("gallery");
+            v
+        };
+        let local = search(&["--index", &path(&index)]);
+        let remote = search(&milvus);
+        assert_eq!(local["persons"].as_array().map(Vec::len), Some(5));
+        // Identical JSON, except scores that agree to float rounding.
+        let (mut ls, mut rs) = (Vec::new(), Vec::new());
+        assert_eq!(
+            split_scores(&remote, &mut rs),
+            split_scores(&local, &mut ls),
+            "{}",
+            server.name
+        );
+        assert_eq!(ls.len(), rs.len());
+        assert!(ls.iter().zip(&rs).all(|(l, r)| (l - r).abs() < 1e-5));
+
+        let eval = |backend: &[&str]| -> serde_json::Value {
+            let out = run_ok(
+                ivt()
+                    .args(["eval", "--dataset", &path(&data.join("reid_raw.json"))])
+                    .args(backend),
+            );
+            serde_json::from_str(&out).unwrap()
+        };
+        let local = eval(&["--index", &path(&index)]);
+        let remote = eval(&milvus);
+        for metric in ["r1", "r5", "r10", "map", "minp"] {
+            let (l, r) = (
+                local[metric].as_f64().unwrap(),
+                remote[metric].as_f64().unwrap(),
+            );
+            assert!((l - r).abs() < 1e-3, "{}: {metric} {l} vs {r}", server.name);
+        }
+        assert!(remote["search"].as_str().unwrap().starts_with("milvus"));
+
+        let removed: serde_json::Value = serde_json::from_str(&run_ok(
+            ivt()
+                .args(["index", "remove", "--person-id", "13"])
+                .args(&milvus),
+        ))
+        .unwrap();
+        assert_eq!(removed["count"], 42, "{}: {removed}", server.name);
+        let refused = ivt()
+            .args(["index", "remove", "--person-id", "13"])
+            .args(&milvus)
+            .output()
+            .unwrap();
+        assert!(!refused.status.success());
+        assert!(
+            String::from_utf8_lossy(&refused.stderr).contains("person ids 13 not in the gallery")
+        );
+        let drop = MilvusGallery::open_any(milvus_config(&server.uri, "cli")).unwrap();
+        drop.drop_collection().unwrap();
+    }
+}
+
+/// `v` without its "score" fields, which are pushed to `scores` in document order.
+fn split_scores(v: &serde_json::Value, scores: &mut Vec<f64>) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => serde_json::Value::Object(
+            map.iter()
+                .filter_map(|(k, x)| {
+                    if k == "score" {
+                        scores.push(x.as_f64().unwrap_or(f64::NAN));
+                        None
+                    } else {
+                        Some((k.clone(), split_scores(x, scores)))
+                    }
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(|x| split_scores(x, scores)).collect())
+        }
+        other => other.clone(),
+    }
 }

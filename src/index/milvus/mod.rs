@@ -67,8 +67,9 @@ pub enum Consistency {
     /// Milvus' time tick (about 200 ms per read on a default standalone server).
     Strong,
     /// Reads see every write this process made (read-your-writes; ivt passes its last write's
-    /// timestamp as the guarantee), and other clients' writes within Milvus' time tick. The
-    /// default.
+    /// timestamp as the guarantee), and other clients' writes within Milvus' time tick (reads
+    /// in the first seconds after opening are Strong, so a gallery built just before is seen
+    /// whole). The default.
     Session,
     /// Reads may miss writes of the last few seconds; faster on busy clusters.
     Bounded,
@@ -255,7 +256,9 @@ impl MilvusGallery {
             dim,
             count: AtomicUsize::new(0),
             last_write: AtomicU64::new(0),
-            strong_until: Mutex::new(None),
+            // Writes made before this process opened the gallery (e.g. by `ivt index build`
+            // a moment ago) carry no timestamp known here: read Strong until they show anyway.
+            strong_until: Mutex::new(Some(Instant::now() + UNTIMED_WRITE_WINDOW)),
             writes: Mutex::new(()),
         })
     }

@@ -31,8 +31,20 @@ case "${1:-start}" in
 start)
   if [ ! -x "$VENV/bin/milvus-server" ] || [ ! -x "$VENV/bin/milvus-lite" ]; then
     echo "installing milvus 2.3.5 and milvus-lite 3.2.2 into $VENV" >&2
-    python3 -m venv "$VENV" >&2
-    "$VENV/bin/pip" install -q --disable-pip-version-check milvus==2.3.5 milvus-lite==3.2.2 >&2
+    if python3 -m venv "$VENV" >&2; then
+      "$VENV/bin/pip" install -q --disable-pip-version-check milvus==2.3.5 milvus-lite==3.2.2 >&2
+    else
+      # No venv module (e.g. Debian without python3-venv): a plain --prefix install.
+      python3 -m pip install -q --disable-pip-version-check --prefix "$VENV" \
+        milvus==2.3.5 milvus-lite==3.2.2 >&2
+    fi
+  fi
+  lite_env=""
+  if [ ! -f "$VENV/pyvenv.cfg" ]; then
+    site=$(find "$VENV/lib" -maxdepth 2 -name site-packages -type d | head -1)
+    export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
+    # The tests start milvus-lite themselves: they need the path too.
+    lite_env="export PYTHONPATH=$PYTHONPATH"
   fi
   mkdir -p "$DATA"
   if [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; then
@@ -58,6 +70,7 @@ start)
   echo "Milvus standalone ready on 127.0.0.1:$PORT" >&2
   echo "export IVT_TEST_MILVUS_URI=http://127.0.0.1:$PORT"
   echo "export IVT_TEST_MILVUS_LITE=$VENV/bin/milvus-lite"
+  [ -z "$lite_env" ] || echo "$lite_env"
   ;;
 stop)
   if [ -f "$PIDFILE" ]; then

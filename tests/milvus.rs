@@ -562,6 +562,11 @@ fn the_cli_gives_the_same_answers_on_both_backends() {
         ]));
         assert_eq!(built["count"], 45, "{}: {built}", server.name);
         assert!(built["milvus_version"].is_string(), "{built}");
+        let info: serde_json::Value =
+            serde_json::from_str(&run_ok(ivt().args(["index", "info"]).args(&milvus))).unwrap();
+        assert_eq!(info["count"], 45, "{info}");
+        assert_eq!(info["backend"], "milvus");
+        assert_eq!(info["dim"], 64);
 
         let search = |backend: &[&str]| -> serde_json::Value {
             let out = run_ok(

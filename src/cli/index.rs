@@ -19,8 +19,9 @@ use crate::index::{
 pub enum IndexCommand {
     /// Encode a gallery into a new index (atomically replacing any index at --out).
     Build(BuildArgs),
-    /// Print an index's manifest (format, model fingerprint, counts, HNSW parameters).
-    Info(InfoArgs),
+    /// Print an index's manifest (format, model fingerprint, counts, HNSW parameters), or a
+    /// Milvus gallery's collection, size, model fingerprint and server version.
+    Info(GalleryTarget),
     /// Encode more images into an existing index.
     Add(AddArgs),
     /// Remove images by image id or person id (tombstones until `compact`).
@@ -156,7 +157,7 @@ pub struct RemoveArgs {
 pub fn run(cmd: IndexCommand) -> anyhow::Result<()> {
     match cmd {
         IndexCommand::Build(args) => build(args),
-        IndexCommand::Info(args) => info(&args.index),
+        IndexCommand::Info(args) => info(&args),
         IndexCommand::Add(args) => add(args),
         IndexCommand::Remove(args) => remove(args),
         IndexCommand::Compact(args) => compact(&args.index),
@@ -320,7 +321,24 @@ fn report(
     Ok(())
 }
 
-fn info(dir: &Path) -> anyhow::Result<()> {
+fn info(target: &GalleryTarget) -> anyhow::Result<()> {
+    if let Some(config) = target.backend.milvus(HnswParams::default())? {
+        let gallery = MilvusGallery::open_any(config)?;
+        let summary = serde_json::json!({
+            "gallery": gallery.location(),
+            "backend": gallery.kind(),
+            "count": gallery.len(),
+            "model_fingerprint": gallery.fingerprint(),
+            "dim": gallery.dim(),
+            "milvus_version": gallery.server_version()?,
+        });
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+        return Ok(());
+    }
+    let dir = target
+        .index
+        .as_deref()
+        .context("--index is required with the embedded gallery backend")?;
     let manifest = GalleryIndex::read_manifest(dir)?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())

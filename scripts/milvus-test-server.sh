@@ -29,14 +29,16 @@ port_busy() {
 
 case "${1:-start}" in
 start)
-  if [ ! -x "$VENV/bin/milvus-server" ] || [ ! -x "$VENV/bin/milvus-lite" ]; then
+  if [ ! -x "$VENV/bin/milvus-server" ] || [ ! -x "$VENV/bin/milvus-lite" ] ||
+    ! "$VENV/bin/python3" -c "import pymilvus" 2>/dev/null; then
+    # milvus-lite imports pymilvus without declaring it.
     echo "installing milvus 2.3.5 and milvus-lite 3.2.2 into $VENV" >&2
     if python3 -m venv "$VENV" >&2; then
-      "$VENV/bin/pip" install -q --disable-pip-version-check milvus==2.3.5 milvus-lite==3.2.2 >&2
+      "$VENV/bin/pip" install -q --disable-pip-version-check milvus==2.3.5 milvus-lite==3.2.2 pymilvus==3.0.2 >&2
     else
       # No venv module (e.g. Debian without python3-venv): a plain --prefix install.
       python3 -m pip install -q --disable-pip-version-check --prefix "$VENV" \
-        milvus==2.3.5 milvus-lite==3.2.2 >&2
+        milvus==2.3.5 milvus-lite==3.2.2 pymilvus==3.0.2 >&2
     fi
   fi
   lite_env=""

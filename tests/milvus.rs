@@ -61,19 +61,30 @@ impl Lite {
 
     /// Starts the server (again, on the same port and data) and waits until it accepts.
     fn restart(&mut self) {
+        let log_path = self.dir.path().join("lite.log");
+        let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(&self.exe)
             .args(["server", "--host", "127.0.0.1", "--port"])
             .arg(self.port.to_string())
             .arg("--data-dir")
-            .arg(self.dir.path())
+            .arg(self.dir.path().join("data"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.exe.display()));
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let deadline = Instant::now() + Duration::from_secs(120);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "Milvus Lite did not start");
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "Milvus Lite did not start ({exited:?}):\n{}",
+                    std::fs::read_to_string(&log_path).unwrap_or_default()
+                );
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }

@@ -235,7 +235,11 @@ fn describe(status: &Status) -> String {
     let mut text = format!("{:?}: {}", status.code(), status.message());
     let mut source = std::error::Error::source(status);
     while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
+        // Transport errors repeat their cause in their own message.
+        let cause = s.to_string();
+        if !text.contains(&cause) {
+            text.push_str(&format!(": {cause}"));
+        }
         source = s.source();
     }
     text

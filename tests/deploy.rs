@@ -139,18 +139,21 @@ fn ports_and_probes_match_the_server() {
     }
 }
 
-#[test]
-fn the_index_build_job_command_parses() {
-    use clap::Parser;
-    let job = read("deploy/base/job-index-build.yaml");
-    let args: Vec<String> = job
+/// `ivt` followed by the `args:` list of the (first) container in a Job manifest.
+fn job_argv(job: &str) -> Vec<String> {
+    let args = job
         .lines()
         .skip_while(|l| !l.trim_start().starts_with("args:"))
         .skip(1)
-        .map_while(|l| l.trim_start().strip_prefix("- ").map(String::from))
-        .collect();
-    assert!(args.len() > 3, "{args:?}");
-    let argv = std::iter::once("ivt".to_string()).chain(args);
+        .map_while(|l| l.trim_start().strip_prefix("- ").map(String::from));
+    std::iter::once("ivt".to_string()).chain(args).collect()
+}
+
+#[test]
+fn the_index_build_job_command_parses() {
+    use clap::Parser;
+    let argv = job_argv(&read("deploy/base/job-index-build.yaml"));
+    assert!(argv.len() > 4, "{argv:?}");
     if let Err(e) = Cli::try_parse_from(argv) {
         panic!("the Job's command does not parse: {e}");
     }
@@ -240,14 +243,7 @@ fn the_milvus_overlay_configures_serve_and_the_build_job_for_milvus() {
     }
     let job = read("deploy/overlays/milvus/job-index-build-milvus.yaml");
     assert!(job.contains("configMapRef") && job.contains("--resume"));
-    let args: Vec<String> = job
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("args:"))
-        .skip(1)
-        .map_while(|l| l.trim_start().strip_prefix("- ").map(String::from))
-        .collect();
-    let argv = std::iter::once("ivt".to_string()).chain(args);
-    match Cli::try_parse_from(argv).map(|c| c.command) {
+    match Cli::try_parse_from(job_argv(&job)).map(|c| c.command) {
         Ok(Command::Index(ivt::cli::index::IndexCommand::Build(b))) => {
             assert_eq!(b.backend.gallery_backend, BackendKind::Milvus);
         }

@@ -126,6 +126,15 @@ pub struct GalleryTarget {
     pub backend: BackendArgs,
 }
 
+impl GalleryTarget {
+    /// The index directory, required with the embedded backend.
+    fn dir(&self) -> anyhow::Result<&Path> {
+        self.index
+            .as_deref()
+            .context("--index is required with the embedded gallery backend")
+    }
+}
+
 /// Arguments of `ivt index add`.
 #[derive(Debug, clap::Args)]
 pub struct AddArgs {
@@ -335,10 +344,7 @@ fn info(target: &GalleryTarget) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&summary)?);
         return Ok(());
     }
-    let dir = target
-        .index
-        .as_deref()
-        .context("--index is required with the embedded gallery backend")?;
+    let dir = target.dir()?;
     let manifest = GalleryIndex::read_manifest(dir)?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())
@@ -367,11 +373,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
             serde_json::json!({}),
         );
     }
-    let dir = args
-        .target
-        .index
-        .as_deref()
-        .context("--index is required with the embedded gallery backend")?;
+    let dir = args.target.dir()?;
     let mut index = GalleryIndex::open(dir, &fingerprint)?;
     filter_existing(&mut items, |id| index.contains(id), args.skip_existing)?;
     let stats = encode_with_progress(&mut |b| index.add(b), &encoder, items, &args.gallery)?;
@@ -421,11 +423,7 @@ fn remove(args: RemoveArgs) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let dir = args
-        .target
-        .index
-        .as_deref()
-        .context("--index is required with the embedded gallery backend")?;
+    let dir = args.target.dir()?;
     let mut index = GalleryIndex::open_any(dir)?;
     let images = index.remove_images(&args.image_ids)?;
     let persons = index.remove_persons(&args.person_ids)?;

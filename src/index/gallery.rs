@@ -1,14 +1,14 @@
 //! [`GalleryIndex`]: the searchable, persisted gallery.
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::embeddings::EmbeddingStore;
 use super::filter::CompiledFilter;
 use super::graph::Graph;
-use super::hits::group_by_person;
+use super::hits::persons_by_widening;
 use super::manifest::{IndexManifest, VectorStorage};
 use super::metadata::{encode_records, Metadata, RECORDS_FILE};
+use super::validate::{check_new_items, check_search};
 use super::{exact, layout, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit};
 use super::{SearchFilter, SearchParams};
 
@@ -306,18 +306,9 @@ impl GalleryIndex {
         filter: &SearchFilter,
     ) -> Result<Vec<PersonHit>, IndexError> {
         self.check_query(query, params, filter)?;
-        // Persons have several images each: fetch a multiple of top_k images and widen until
-        // enough distinct persons are found or the gallery is exhausted.
-        let mut k = params.top_k.saturating_mul(4).max(16);
-        loop {
-            let found = self.search_slots(query, k, params, filter);
-            let exhausted = found.len() < k || k >= self.len();
-            let persons = group_by_person(self.to_hits(found), params.top_k);
-            if persons.len() >= params.top_k || exhausted {
-                return Ok(persons);
-            }
-            k = k.saturating_mul(4).min(self.len());
-        }
+        persons_by_widening(params.top_k, self.len(), usize::MAX, |k| {
+            Ok(self.to_hits(self.search_slots(query, k, params, filter)))
+        })
     }
 
     fn check_query(
@@ -326,14 +317,7 @@ impl GalleryIndex {
         params: &SearchParams,
         filter: &SearchFilter,
     ) -> Result<(), IndexError> {
-        check_vector(query, self.dim())?;
-        if params.top_k == 0 {
-            return Err(IndexError::InvalidParams("top_k must be at least 1".into()));
-        }
-        if params.ef == Some(0) {
-            return Err(IndexError::InvalidParams("ef must be at least 1".into()));
-        }
-        filter.validate()
+        check_search(query, self.dim(), params, filter)
     }
 
     /// The best `k` slots (with scores) for a query.
@@ -419,20 +403,7 @@ impl GalleryIndex {
     }
 
     fn check_new_items(&self, items: &[(ImageRecord, Vec<f32>)]) -> Result<(), IndexError> {
-        let mut seen = HashSet::new();
-        for (record, vector) in items {
-            if record.image_id.is_empty() || record.person_id.is_empty() {
-                return Err(IndexError::InvalidRecord(format!(
-                    "image id and person id must be non-empty (image `{}`, person `{}`)",
-                    record.image_id, record.person_id
-                )));
-            }
-            if self.contains(&record.image_id) || !seen.insert(record.image_id.as_str()) {
-                return Err(IndexError::DuplicateImageId(record.image_id.clone()));
-            }
-            check_vector(vector, self.dim())?;
-        }
-        Ok(())
+        check_new_items(items, self.dim(), |id| self.contains(id))
     }
 
     /// Rebuilds the index without its removed images (a new generation, made live atomically)
@@ -505,18 +476,4 @@ impl GalleryIndex {
         self.manifest.write(&self.dir)?;
         Ok(removed)
     }
-}
-
-/// Rejects vectors of the wrong size or with NaN/inf values.
-fn check_vector(v: &[f32], dim: usize) -> Result<(), IndexError> {
-    if v.len() != dim {
-        return Err(IndexError::Dimension {
-            expected: dim,
-            got: v.len(),
-        });
-    }
-    if !v.iter().all(|x| x.is_finite()) {
-        return Err(IndexError::NonFinite);
-    }
-    Ok(())
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use super::ImageRecord;
+use super::{ImageRecord, IndexError};
 
 /// One gallery image that matched a query.
 #[derive(Debug, Clone)]
@@ -46,4 +46,25 @@ pub(crate) fn group_by_person(hits: Vec<ImageHit>, top_k: usize) -> Vec<PersonHi
         }
     }
     persons
+}
+
+/// The `top_k` best persons from `search(k)`, which returns the best `k` images: persons have
+/// several images each, so fetch a multiple of top_k images and widen until enough distinct
+/// persons are found or the gallery (`len` images, at most `max_k` per search) is exhausted.
+pub(crate) fn persons_by_widening(
+    top_k: usize,
+    len: usize,
+    max_k: usize,
+    mut search: impl FnMut(usize) -> Result<Vec<ImageHit>, IndexError>,
+) -> Result<Vec<PersonHit>, IndexError> {
+    let mut k = top_k.saturating_mul(4).clamp(16, max_k);
+    loop {
+        let found = search(k)?;
+        let exhausted = found.len() < k || k >= len || k >= max_k;
+        let persons = group_by_person(found, top_k);
+        if persons.len() >= top_k || exhausted {
+            return Ok(persons);
+        }
+        k = k.saturating_mul(4).min(len).min(max_k);
+    }
 }

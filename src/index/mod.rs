@@ -26,6 +26,7 @@ pub mod milvus;
 mod params;
 pub mod pipeline;
 mod record;
+mod validate;
 
 pub use backend::{EmbeddedGallery, GalleryBackend};
 pub use error::IndexError;

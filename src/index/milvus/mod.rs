@@ -35,9 +35,10 @@ use self::expr::{filter_expr, is_in};
 use self::proto::common::{self, KeyValuePair};
 use self::proto::milvus as m;
 use self::proto::schema::{self, DataType};
-use self::rows::{check_vector, columns, hits, kv, longs, strings};
+use self::rows::{columns, hits, kv, longs, strings};
 use super::backend::{missing, GalleryBackend};
-use super::hits::group_by_person;
+use super::hits::persons_by_widening;
+use super::validate::{check_new_items, check_search};
 use super::{HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter, SearchParams};
 
 /// Collection property holding the model fingerprint.
@@ -772,20 +773,14 @@ impl MilvusGallery {
         params: &SearchParams,
         filter: &SearchFilter,
     ) -> Result<(), IndexError> {
-        check_vector(query, self.dim)?;
-        if params.top_k == 0 {
-            return Err(IndexError::InvalidParams("top_k must be at least 1".into()));
-        }
+        check_search(query, self.dim, params, filter)?;
         if params.top_k > MAX_TOPK {
             return Err(IndexError::InvalidParams(format!(
                 "top_k {} exceeds Milvus' limit of {MAX_TOPK}",
                 params.top_k
             )));
         }
-        if params.ef == Some(0) {
-            return Err(IndexError::InvalidParams("ef must be at least 1".into()));
-        }
-        filter.validate()
+        Ok(())
     }
 
     fn ef(&self, params: &SearchParams, k: usize) -> usize {
@@ -851,36 +846,16 @@ impl GalleryBackend for MilvusGallery {
     ) -> Result<Vec<PersonHit>, IndexError> {
         self.check_query(query, params, filter)?;
         let expr = filter_expr(filter);
-        // The embedded index's over-fetch, step for step, so both rank persons alike: a
-        // multiple of top_k images, widened until enough persons or the gallery is exhausted.
-        let len = self.len().max(1);
-        let mut k = params.top_k.saturating_mul(4).clamp(16, MAX_TOPK);
-        loop {
-            let found = self.block_on(self.search_k(query, k, self.ef(params, k), &expr))?;
-            let exhausted = found.len() < k || k >= len || k >= MAX_TOPK;
-            let persons = group_by_person(found, params.top_k);
-            if persons.len() >= params.top_k || exhausted {
-                return Ok(persons);
-            }
-            k = k.saturating_mul(4).min(len).min(MAX_TOPK);
-        }
+        // The embedded index's widening, step for step, so both rank persons alike.
+        persons_by_widening(params.top_k, self.len().max(1), MAX_TOPK, |k| {
+            self.block_on(self.search_k(query, k, self.ef(params, k), &expr))
+        })
     }
 
     fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, IndexError> {
         let _writes = self.writes.lock().unwrap_or_else(|e| e.into_inner());
-        let mut seen = HashSet::new();
-        for (record, vector) in &items {
-            if record.image_id.is_empty() || record.person_id.is_empty() {
-                return Err(IndexError::InvalidRecord(format!(
-                    "image id and person id must be non-empty (image `{}`, person `{}`)",
-                    record.image_id, record.person_id
-                )));
-            }
-            if !seen.insert(record.image_id.as_str()) {
-                return Err(IndexError::DuplicateImageId(record.image_id.clone()));
-            }
-            check_vector(vector, self.dim)?;
-        }
+        // Presence in the collection is checked below, in one query for the whole batch.
+        check_new_items(&items, self.dim, |_| false)?;
         if items.is_empty() {
             return Ok(self.len());
         }

@@ -17,19 +17,6 @@ pub(super) fn kv(key: &str, value: impl ToString) -> KeyValuePair {
     }
 }
 
-pub(super) fn check_vector(v: &[f32], dim: usize) -> Result<(), IndexError> {
-    if v.len() != dim {
-        return Err(IndexError::Dimension {
-            expected: dim,
-            got: v.len(),
-        });
-    }
-    if v.iter().any(|x| !x.is_finite()) {
-        return Err(IndexError::NonFinite);
-    }
-    Ok(())
-}
-
 fn scalar(field: &str, data: scalar_field::Data, kind: DataType) -> schema::FieldData {
     schema::FieldData {
         r#type: kind as i32,

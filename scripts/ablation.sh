@@ -9,6 +9,9 @@
 # Each row is evaluated on the synthetic test split with `ivt eval` (exact search).
 #
 #   scripts/ablation.sh   # env: IVT=target/release/ivt OUT=target/ablation IDENTITIES=400 EPOCHS=4
+#                         #      DEVICE=cpu|cuda PARALLEL=0|1 (the four rows at once, for a GPU)
+#                         #      TRAIN_TIMEOUT=seconds (a safety net: a row stopped by it is
+#                         #      evaluated at its last finished epoch, and says so in its log)
 set -euo pipefail
 
 IVT=${IVT:-target/release/ivt}
@@ -16,6 +19,10 @@ OUT=${OUT:-target/ablation}
 EPOCHS=${EPOCHS:-4}
 IDENTITIES=${IDENTITIES:-400}
 SEED=${SEED:-42}
+DEVICE=${DEVICE:-cpu}
+PARALLEL=${PARALLEL:-0}
+WORKERS=${WORKERS:-1}
+TRAIN_TIMEOUT=${TRAIN_TIMEOUT:-}
 
 if [[ ! -x "$IVT" ]]; then
   echo "build first: cargo build --release (or set IVT=path/to/ivt)" >&2
@@ -31,16 +38,33 @@ declare -A FLAGS=(
   [bmm]="--no-mla --mask-ratio 0.3"
   [mla-bmm]="--mask-ratio 0.3"
 )
-for row in baseline mla bmm mla-bmm; do
+run_row() {
+  local row=$1
   echo "== $row" >&2
+  local limit=()
+  [[ -n "$TRAIN_TIMEOUT" ]] && limit=(timeout "$TRAIN_TIMEOUT")
   # shellcheck disable=SC2086 # FLAGS holds several flags
-  "$IVT" train --dataset "$OUT/data/reid_raw.json" --images "$OUT/data/imgs" --out "$OUT/$row" \
+  "${limit[@]}" "$IVT" train --dataset "$OUT/data/reid_raw.json" --images "$OUT/data/imgs" --out "$OUT/$row" \
     --config models/demo/config.json --epochs "$EPOCHS" --batch-size 32 --optimizer adamw \
-    --lr 0.001 --warmup-epochs 0 --drop-path 0 --embed-dropout 0 --eval-every 0 --workers 1 \
-    --seed "$SEED" ${FLAGS[$row]} > "$OUT/$row.train.jsonl"
+    --lr 0.001 --warmup-epochs 0 --drop-path 0 --embed-dropout 0 --eval-every 0 \
+    --workers "$WORKERS" --device "$DEVICE" --seed "$SEED" ${FLAGS[$row]} \
+    > "$OUT/$row.train.jsonl" 2> "$OUT/$row.train.log" \
+    || { [[ $? == 124 ]] && echo "$row: stopped by TRAIN_TIMEOUT" | tee -a "$OUT/$row.train.log" >&2; }
   "$IVT" eval --model "$OUT/$row/last" --dataset "$OUT/data/reid_raw.json" \
-    --images "$OUT/data/imgs" --split test --out "$OUT/$row.metrics.json" > /dev/null
+    --images "$OUT/data/imgs" --split test --device "$DEVICE" --out "$OUT/$row.metrics.json" \
+    > /dev/null 2>> "$OUT/$row.train.log"
+}
+
+pids=()
+for row in baseline mla bmm mla-bmm; do
+  if [[ "$PARALLEL" == 1 ]]; then
+    run_row "$row" &
+    pids+=($!)
+  else
+    run_row "$row"
+  fi
 done
+for pid in "${pids[@]}"; do wait "$pid"; done
 
 # One JSON line per row on stdout.
 for row in baseline mla bmm mla-bmm; do

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
-use ivt::model::{Encoder, ModelFiles};
+use ivt::model::{Encoder, Modality, ModelFiles, TrainOptions};
 
 fn load(dir: &str) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
@@ -90,6 +90,19 @@ fn check_model(dir: &str) {
     let tokens = enc.image_tokens(&refs).unwrap();
     let d = max_abs_diff(&tokens, &out["image_tokens"]);
     assert!(d < 1e-4, "{dir}: image tokens differ by {d}");
+    // The training forward pass (patches gathered and multiplied instead of convolved,
+    // differentiable norms and softmax, regularisers off) gives the same tokens.
+    let model = enc.model();
+    let train_tokens = model
+        .encode(
+            &model.embed_image_for_training(&x).unwrap(),
+            None,
+            Modality::Image,
+            Some(&TrainOptions::default()),
+        )
+        .unwrap();
+    let d = max_abs_diff(&train_tokens, &out["image_tokens"]);
+    assert!(d < 1e-4, "{dir}: training-path image tokens differ by {d}");
     let emb = Tensor::new(enc.embed_pixels(&refs).unwrap(), &Device::Cpu).unwrap();
     let d = max_abs_diff(&emb, &out["image_embeddings_normalized"]);
     assert!(d < 1e-4, "{dir}: image embeddings differ by {d}");

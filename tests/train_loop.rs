@@ -6,6 +6,7 @@ mod common;
 use common::max_abs_diff as max_diff;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
 use indicatif::ProgressBar;
@@ -14,8 +15,8 @@ use ivt::eval::{evaluate_dataset, EvalOptions};
 use ivt::model::{weights, IvtConfig};
 use ivt::text::PosTagger;
 use ivt::train::{
-    load_resume_point, restore, train, training_samples, OptimConfig, OptimizerKind, TrainConfig,
-    TrainRun, TrainState, Trainer,
+    load_resume_point, restore, train, training_samples, EpochLoader, LoaderConfig, MlaBatch,
+    OptimConfig, OptimizerKind, Precision, TrainConfig, TrainRun, TrainState, Trainer,
 };
 
 const COLOURS: [(&str, [u8; 3]); 6] = [
@@ -86,14 +87,15 @@ fn settings(epochs: usize) -> TrainConfig {
             ..OptimConfig::default()
         },
         mask_ratio: 0.3,
-        // Candle's CPU random numbers cannot be seeded: keep the run deterministic for resume.
-        drop_path: 0.0,
-        embed_dropout: 0.0,
+        // Seeded per step, so the resume test also covers the regularisers' draws.
+        drop_path: 0.1,
+        embed_dropout: 0.1,
         clip_grad: Some(5.0),
         eval_every: 0,
         workers: 2,
         seed: 7,
         mla: true,
+        precision: Precision::F32,
     }
 }
 
@@ -287,4 +289,105 @@ fn random_initialisation_does_not_embed_every_caption_alike() {
         cos < 0.995,
         "captions embed alike at initialisation: cosine {cos}"
     );
+}
+
+/// The first batch of epoch 0 of the tiny dataset.
+fn first_batch(root: &Path, images: &[DatasetImage], config: &TrainConfig) -> MlaBatch {
+    let run = run_of(root, images, &root.join("unused"));
+    let loader = LoaderConfig {
+        images: Arc::new(run.images),
+        samples: Arc::new(run.samples),
+        model: tiny_config(),
+        augment: config.augment(),
+        batch_size: config.batch_size,
+        workers: 1,
+        seed: config.seed,
+        mla: true,
+    };
+    EpochLoader::start(&loader, 0).next().unwrap().unwrap()
+}
+
+fn scalar(t: &Tensor) -> f32 {
+    t.to_scalar::<f32>().unwrap()
+}
+
+#[test]
+fn dropout_and_stochastic_depth_follow_the_batch_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = write_dataset(dir.path());
+    let mut config = settings(1);
+    config.mask_ratio = 0.0; // only the regularisers draw
+    config.drop_path = 0.5;
+    config.embed_dropout = 0.5;
+    let trainer = fresh_trainer(&config);
+    let mut batch = first_batch(dir.path(), &images, &config);
+    let a = scalar(&trainer.loss(&batch).unwrap());
+    let b = scalar(&trainer.loss(&batch).unwrap());
+    assert_eq!(a, b, "same seed, same draws");
+    batch.seed ^= 1;
+    let c = scalar(&trainer.loss(&batch).unwrap());
+    assert_ne!(a, c, "another seed draws other masks");
+}
+
+#[test]
+fn f16_autocast_tracks_f32_and_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = write_dataset(dir.path());
+    let config = settings(1);
+    let batch = first_batch(dir.path(), &images, &config);
+    let full = fresh_trainer(&config);
+    let mut half = fresh_trainer(&TrainConfig {
+        precision: Precision::F16,
+        ..config.clone()
+    });
+    let (l32, l16) = (
+        scalar(&full.loss(&batch).unwrap()),
+        scalar(&half.loss(&batch).unwrap()),
+    );
+    assert!(
+        (l32 - l16).abs() < 0.01 * l32.abs(),
+        "f16 autocast loss {l16} vs f32 {l32}"
+    );
+    // Master weights stay f32; the scaler skips steps until the scaled gradients fit in f16.
+    let before: Vec<(String, Tensor)> = half
+        .weights()
+        .into_iter()
+        .map(|(n, t)| (n, t.copy().unwrap()))
+        .collect();
+    let mut updates = 0;
+    for _ in 0..24 {
+        half.step(&batch, 1e-3).unwrap();
+        updates = half.optimizer().steps() - half.skipped_steps();
+        if updates >= 3 {
+            break;
+        }
+    }
+    assert!(updates >= 3, "f16 steps never passed the overflow check");
+    let after = half.weights();
+    let mut changed = 0;
+    for (name, w0) in &before {
+        let w1 = &after[name];
+        assert_eq!(w1.dtype(), DType::F32, "{name}");
+        let d = max_diff(w0, w1);
+        assert!(d.is_finite(), "{name} is not finite");
+        changed += usize::from(d > 0.0);
+    }
+    assert!(changed > before.len() / 2, "only {changed} tensors moved");
+    let l_after = scalar(&half.loss(&batch).unwrap());
+    assert!(l_after < l16, "loss {l16} -> {l_after}");
+}
+
+#[test]
+fn bf16_autocast_on_the_cpu_is_refused_clearly() {
+    let config = TrainConfig {
+        precision: Precision::Bf16,
+        ..settings(1)
+    };
+    let cfg = tiny_config();
+    let init = weights::random_tensors(&cfg, DType::F32, &Device::Cpu, 7).unwrap();
+    let err = Trainer::new(&cfg, init, config, &Device::Cpu)
+        .err()
+        .expect("bf16 on the CPU must be refused")
+        .to_string();
+    assert!(err.contains("bf16") && err.contains("CUDA"), "{err}");
 }

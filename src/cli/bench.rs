@@ -22,6 +22,9 @@ pub enum BenchCommand {
     /// Loads a synthetic gallery for a model into the embedded index or Milvus (bulk-load
     /// images/s), to serve and measure with `bench serve`.
     Gallery(super::bench_gallery::GalleryBenchArgs),
+    /// Training speed on a synthetic dataset: forward and forward+backward+update time per
+    /// step, pairs/s, and the share of time the model waits for data.
+    Train(super::bench_train::TrainBenchArgs),
     /// Load on a running `ivt serve`: queries/s and latency percentiles per concurrency level.
     Serve(super::bench_serve::ServeBenchArgs),
 }
@@ -56,6 +59,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Index(args) => super::bench_index::run(args),
         BenchCommand::Serve(args) => super::bench_serve::run(args),
         BenchCommand::Gallery(args) => super::bench_gallery::run(args),
+        BenchCommand::Train(args) => super::bench_train::run(args),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod bench_gallery;
 pub mod bench_index;
 pub mod bench_serve;
+pub mod bench_train;
 pub mod common;
 pub mod convert;
 pub mod encode;

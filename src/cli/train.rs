@@ -11,8 +11,8 @@ use crate::data::{filter_split, read_dataset, DatasetImage, Split};
 use crate::model::{parse_device, weights, IvtConfig, ModelFiles, PRESETS};
 use crate::text::PosTagger;
 use crate::train::{
-    load_resume_point, restore, train, training_samples, OptimConfig, OptimizerKind, TrainConfig,
-    TrainRun, TrainState, Trainer, Validation,
+    load_resume_point, restore, train, training_samples, OptimConfig, OptimizerKind, Precision,
+    TrainConfig, TrainRun, TrainState, Trainer, Validation,
 };
 
 /// Arguments of `ivt train`.
@@ -86,6 +86,10 @@ pub struct TrainArgs {
     /// Device: cpu, cuda or cuda:N.
     #[arg(long, env = "IVT_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Matrix-product precision (autocast over f32 weights): f32, bf16 (CUDA) or f16 (with
+    /// dynamic loss scaling).
+    #[arg(long, env = "IVT_PRECISION", default_value = "f32")]
+    pub precision: Precision,
 }
 
 impl TrainArgs {
@@ -115,6 +119,7 @@ impl TrainArgs {
             workers: self.workers.max(1),
             seed: self.seed,
             mla: !self.no_mla,
+            precision: self.precision,
         })
     }
 

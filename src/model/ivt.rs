@@ -7,6 +7,7 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
 
 use super::config::IvtConfig;
+use super::ops::{linear, Noise};
 
 /// Which tower's inputs and feed-forward layers a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,13 +18,19 @@ pub enum Modality {
     Text,
 }
 
-/// Regularisation used only in training (the authors' drop-path and embedding dropout).
-#[derive(Debug, Clone, Copy, Default)]
+/// Regularisation and precision used only in training (the authors' drop-path and embedding
+/// dropout; autocast as PyTorch's AMP).
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     /// Maximum stochastic-depth rate, reached linearly at the last block.
     pub drop_path: f32,
     /// Dropout after the image and text embeddings.
     pub embed_dropout: f32,
+    /// Autocast: matrix products take their inputs in this dtype (bf16 or f16) and return f32,
+    /// while weights, norms, softmax and the residual stream stay f32.
+    pub autocast: Option<DType>,
+    /// Source of the dropout and stochastic-depth draws, seeded per step so runs reproduce.
+    pub noise: Noise,
 }
 
 /// Overlapping patch embedding: a conv with kernel `patch_size` and stride `stride`.
@@ -45,6 +52,43 @@ impl PatchEmbed {
     /// `[B, 3, H, W]` → `[B, rows*cols, D]`, row-major over the patch grid.
     fn forward(&self, pixels: &Tensor) -> Result<Tensor> {
         self.proj.forward(pixels)?.flatten_from(2)?.transpose(1, 2)
+    }
+
+    /// The same as [`PatchEmbed::forward`], computed as a gather of the patches and one matrix
+    /// product. Its backward pass is that product's: conv2d's needs conv_transpose2d and
+    /// strided convolutions, which candle's CUDA kernels do not all accept.
+    fn forward_unfolded(&self, pixels: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = pixels.dims4()?;
+        let weight = self.proj.weight();
+        let (d, _, k, _) = weight.dims4()?;
+        let s = self.proj.config().stride;
+        if h < k || w < k {
+            candle_core::bail!("image {h}x{w} is smaller than one {k}x{k} patch");
+        }
+        let (rows, cols) = ((h - k) / s + 1, (w - k) / s + 1);
+        let mut index = Vec::with_capacity(rows * cols * c * k * k);
+        for r in 0..rows {
+            for col in 0..cols {
+                for ch in 0..c {
+                    for ky in 0..k {
+                        let start = ch * h * w + (r * s + ky) * w + col * s;
+                        index.extend((start..start + k).map(|i| i as u32));
+                    }
+                }
+            }
+        }
+        let index = Tensor::from_vec(index, rows * cols * c * k * k, pixels.device())?;
+        let patches = pixels
+            .contiguous()?
+            .reshape((b, c * h * w))?
+            .index_select(&index, 1)?
+            .reshape((b * rows * cols, c * k * k))?;
+        let y = patches.matmul(&weight.reshape((d, c * k * k))?.t()?)?;
+        let y = match self.proj.bias() {
+            Some(bias) => y.broadcast_add(bias)?,
+            None => y,
+        };
+        y.reshape((b, rows * cols, d))
     }
 }
 
@@ -124,18 +168,26 @@ impl Attention {
     }
 
     /// `mask`, if given, is additive and broadcastable to `[B, heads, N, N]` (`[B, 1, 1, N]`).
-    fn forward(&self, x: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<Tensor> {
+    fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        train: bool,
+        autocast: Option<DType>,
+    ) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
-        let qkv = self
-            .qkv
-            .forward(x)?
+        let qkv = linear(&self.qkv, x, autocast)?
             .reshape((b, n, 3, self.num_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
-        let q = qkv.get(0)?.contiguous()?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let mut attn = (q.matmul(&k.t()?)? * self.scale)?;
+        let cast = |t: Tensor| match autocast {
+            Some(dt) => t.to_dtype(dt),
+            None => Ok(t),
+        };
+        let q = cast(qkv.get(0)?.contiguous()?)?;
+        let k = cast(qkv.get(1)?.contiguous()?)?;
+        let v = cast(qkv.get(2)?.contiguous()?)?;
+        let mut attn = (q.matmul(&k.t()?)?.to_dtype(x.dtype())? * self.scale)?;
         if let Some(mask) = mask {
             attn = attn.broadcast_add(mask)?;
         }
@@ -145,8 +197,12 @@ impl Attention {
         } else {
             candle_nn::ops::softmax_last_dim(&attn)?
         };
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        self.proj.forward(&out)
+        let out = cast(attn)?
+            .matmul(&v)?
+            .to_dtype(x.dtype())?
+            .transpose(1, 2)?
+            .reshape((b, n, c))?;
+        linear(&self.proj, &out, autocast)
     }
 }
 
@@ -167,10 +223,10 @@ impl Mlp {
     }
 }
 
-impl Module for Mlp {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc2
-            .forward(&super::ops::gelu_erf(&self.fc1.forward(x)?)?)
+impl Mlp {
+    fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
+        let h = super::ops::gelu_erf(&linear(&self.fc1, x, autocast)?)?;
+        linear(&self.fc2, &h, autocast)
     }
 }
 
@@ -202,19 +258,22 @@ impl Block {
         x: &Tensor,
         mask: Option<&Tensor>,
         modality: Modality,
-        drop_path: Option<f32>,
+        train: Option<(&TrainOptions, f32)>,
     ) -> Result<Tensor> {
-        let train = drop_path.is_some();
-        let h = self
-            .attn
-            .forward(&layer_norm(&self.norm1, x, train)?, mask, train)?;
-        let x = (x + apply_drop_path(&h, drop_path)?)?;
+        let autocast = train.and_then(|(t, _)| t.autocast);
+        let h = self.attn.forward(
+            &layer_norm(&self.norm1, x, train.is_some())?,
+            mask,
+            train.is_some(),
+            autocast,
+        )?;
+        let x = (x + apply_drop_path(&h, train)?)?;
         let mlp = match modality {
             Modality::Image => &self.mlp_vis,
             Modality::Text => &self.mlp_txt,
         };
-        let h = mlp.forward(&layer_norm(&self.norm2, &x, train)?)?;
-        x + apply_drop_path(&h, drop_path)?
+        let h = mlp.forward(&layer_norm(&self.norm2, &x, train.is_some())?, autocast)?;
+        x + apply_drop_path(&h, train)?
     }
 }
 
@@ -234,17 +293,28 @@ fn layer_norm(ln: &LayerNorm, x: &Tensor, differentiable: bool) -> Result<Tensor
 }
 
 /// Stochastic depth: zeroes the residual branch of whole samples, rescaling the kept ones.
-fn apply_drop_path(x: &Tensor, rate: Option<f32>) -> Result<Tensor> {
-    match rate {
-        Some(p) if p > 0.0 => {
+fn apply_drop_path(x: &Tensor, train: Option<(&TrainOptions, f32)>) -> Result<Tensor> {
+    match train {
+        Some((opts, p)) if p > 0.0 => {
             let b = x.dim(0)?;
             let keep = 1.0 - p as f64;
-            let noise = Tensor::rand(0f32, 1f32, (b, 1, 1), x.device())?.to_dtype(x.dtype())?;
+            let noise = opts
+                .noise
+                .uniform((b, 1, 1), x.device())?
+                .to_dtype(x.dtype())?;
             let mask = (noise + keep)?.floor()?;
             x.broadcast_mul(&(mask / keep)?)
         }
         _ => Ok(x.clone()),
     }
+}
+
+/// Inverted dropout with the pass's seeded noise.
+fn dropout(x: &Tensor, p: f32, noise: &Noise) -> Result<Tensor> {
+    let keep = 1.0 - p as f64;
+    let u = noise.uniform(x.shape(), x.device())?.to_dtype(x.dtype())?;
+    let mask = (u + keep)?.floor()?;
+    x.mul(&(mask / keep)?)
 }
 
 /// The IVT network. Build it with [`IvtModel::new`]; encode with [`IvtModel::forward_image`] and
@@ -300,8 +370,19 @@ impl IvtModel {
 
     /// Image input tokens `[B, N, D]`: class token + patches, plus `pos_embed` and `type_embed`.
     pub fn embed_image(&self, pixels: &Tensor) -> Result<Tensor> {
-        let b = pixels.dim(0)?;
         let patches = self.patch_embed.forward(pixels)?;
+        self.image_tokens(patches)
+    }
+
+    /// [`IvtModel::embed_image`] for training: the same tokens with a patch embedding whose
+    /// gradient is a plain matrix product on every device.
+    pub fn embed_image_for_training(&self, pixels: &Tensor) -> Result<Tensor> {
+        let patches = self.patch_embed.forward_unfolded(pixels)?;
+        self.image_tokens(patches)
+    }
+
+    fn image_tokens(&self, patches: Tensor) -> Result<Tensor> {
+        let b = patches.dim(0)?;
         let cls = self
             .cls_token
             .broadcast_as((b, 1, self.config.hidden_size))?;
@@ -328,18 +409,19 @@ impl IvtModel {
             .map(|m| extended_attention_mask(m, tokens.dtype()))
             .transpose()?;
         let mut x = match train {
-            Some(t) if t.embed_dropout > 0.0 => candle_nn::ops::dropout(tokens, t.embed_dropout)?,
+            Some(t) if t.embed_dropout > 0.0 => dropout(tokens, t.embed_dropout, &t.noise)?,
             _ => tokens.clone(),
         };
         let depth = self.blocks.len();
         for (i, block) in self.blocks.iter().enumerate() {
             // The authors' linspace(0, drop_path, depth) decay rule.
             let rate = train.map(|t| {
-                if depth > 1 {
+                let rate = if depth > 1 {
                     t.drop_path * i as f32 / (depth - 1) as f32
                 } else {
                     0.0
-                }
+                };
+                (t, rate)
             });
             x = block.forward(&x, mask.as_ref(), modality, rate)?;
         }
@@ -366,9 +448,9 @@ pub fn extended_attention_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     ((1.0 - m)? * -10000.0)?.reshape((b, 1, 1, n))
 }
 
-/// Token 0 (CLS) of `[B, N, D]` outputs: `[B, D]`.
+/// Token 0 (CLS) of `[B, N, D]` outputs: `[B, D]`, contiguous (CUDA matrix products need it).
 pub fn cls(tokens: &Tensor) -> Result<Tensor> {
-    tokens.narrow(1, 0, 1)?.squeeze(1)
+    tokens.narrow(1, 0, 1)?.squeeze(1)?.contiguous()
 }
 
 /// Row-wise L2 normalisation, as retrieval uses (`F.normalize`, eps 1e-12).

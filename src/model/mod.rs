@@ -12,6 +12,7 @@ pub use config::{IvtConfig, PRESETS};
 pub use encoder::{Encoder, TextEmbedding};
 pub use files::{demo_model_dir, parse_device, ModelFiles, DEMO_MODEL};
 pub use ivt::{cls, extended_attention_mask, l2_normalize, IvtModel, Modality, TrainOptions};
+pub use ops::Noise;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,83 @@
-//! CPU fast paths for inference. candle's element-wise ops run on one thread; on a 2-core server
-//! the MLP's GELU alone is a noticeable share of an image pass, so it is spread over rayon's
-//! threads here. Results are bit-identical: the same erf is evaluated per element.
+//! Operations the network needs beyond candle-nn's:
+//! - a multi-threaded GELU for CPU inference: candle's element-wise ops run on one thread, and on
+//!   a 2-core server the MLP's GELU alone is a noticeable share of an image pass. Results are
+//!   bit-identical: the same erf is evaluated per element;
+//! - a linear layer with autocast (reduced-precision products over f32 master weights);
+//! - seeded noise for dropout and stochastic depth, since candle's CPU generator cannot be seeded.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor};
+use candle_nn::Linear;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
+
+/// `x W^T + b`; with `autocast`, the product runs in that dtype (inputs cast, output cast back to
+/// `x`'s dtype) and the bias is added in full precision, as PyTorch's autocast does.
+pub fn linear(layer: &Linear, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
+    let Some(dt) = autocast.filter(|&dt| dt != x.dtype()) else {
+        return layer.forward(x);
+    };
+    let mut out_dims = x.dims().to_vec();
+    let w = layer.weight().to_dtype(dt)?;
+    let (out_features, in_features) = w.dims2()?;
+    if let Some(last) = out_dims.last_mut() {
+        *last = out_features;
+    }
+    let y = x
+        .to_dtype(dt)?
+        .reshape(((), in_features))?
+        .matmul(&w.t()?)?
+        .to_dtype(x.dtype())?
+        .reshape(out_dims)?;
+    match layer.bias() {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
+    }
+}
+
+/// Uniform noise for the training regularisers, reproducible from a seed on every device: on the
+/// CPU it is drawn on the host from a seeded generator; on a GPU the device generator is seeded
+/// when the source is created, and draws follow in the pass's fixed order.
+#[derive(Debug, Clone)]
+pub struct Noise {
+    host: Arc<Mutex<StdRng>>,
+}
+
+impl Default for Noise {
+    fn default() -> Self {
+        Self {
+            host: Arc::new(Mutex::new(StdRng::seed_from_u64(0))),
+        }
+    }
+}
+
+impl Noise {
+    /// A source for one training step on `device`.
+    pub fn new(seed: u64, device: &Device) -> Result<Self> {
+        if !device.is_cpu() {
+            device.set_seed(seed)?;
+        }
+        Ok(Self {
+            host: Arc::new(Mutex::new(StdRng::seed_from_u64(seed))),
+        })
+    }
+
+    /// f32 values uniform in `[0, 1)`.
+    pub fn uniform(&self, shape: impl Into<Shape>, device: &Device) -> Result<Tensor> {
+        let shape = shape.into();
+        if !device.is_cpu() {
+            return Tensor::rand(0f32, 1f32, shape, device);
+        }
+        let mut rng = self
+            .host
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("noise generator poisoned".into()))?;
+        let data: Vec<f32> = (0..shape.elem_count()).map(|_| rng.random()).collect();
+        Tensor::from_vec(data, shape, device)
+    }
+}
 
 /// Exact (erf) GELU, `0.5 * x * (1 + erf(x / sqrt(2)))`. Multi-threaded on CPU for f32 tensors
 /// that need no gradient; candle's `gelu_erf` everywhere else (GPU, other dtypes, training).

@@ -24,8 +24,9 @@ pub fn cmpm_loss(image: &Tensor, text: &Tensor, labels: &[usize]) -> Result<Tens
             labels.len()
         );
     }
-    let image = image.to_dtype(DType::F32)?;
-    let text = text.to_dtype(DType::F32)?;
+    // Contiguous: CUDA matrix products refuse row-strided operands such as a CLS slice.
+    let image = image.to_dtype(DType::F32)?.contiguous()?;
+    let text = text.to_dtype(DType::F32)?.contiguous()?;
     let log_q = log_matching_distribution(labels, image.device())?;
     let i2t = image.matmul(&unit_rows(&text)?.t()?)?;
     let t2i = text.matmul(&unit_rows(&image)?.t()?)?;

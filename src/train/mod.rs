@@ -29,7 +29,7 @@ pub use loader::{epoch_batches, stream_seed, EpochLoader, LoaderConfig, MlaBatch
 pub use mla::{training_samples, TrainSample};
 pub use optim::{clip_grad_norm, LrSchedule, OptimConfig, Optimizer, OptimizerKind};
 pub use run::{restore, train, EpochLog, TrainRun, Validation, LOG_FILE};
-pub use trainer::{TrainConfig, Trainer};
+pub use trainer::{Precision, TrainConfig, Trainer};
 
 use std::path::PathBuf;
 

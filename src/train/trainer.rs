@@ -3,10 +3,11 @@
 
 use std::collections::HashMap;
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use rand::rngs::StdRng;
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 
 use super::augment::AugmentOptions;
 use super::bmm::drop_tokens;
@@ -15,7 +16,7 @@ use super::loader::MlaBatch;
 use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
 use super::TrainError;
 use crate::image::to_tensor;
-use crate::model::{cls, Encoder, IvtConfig, IvtModel, Modality, TrainOptions};
+use crate::model::{cls, Encoder, IvtConfig, IvtModel, Modality, Noise, TrainOptions};
 use crate::text::TextTokenizer;
 
 /// Training hyper-parameters; the defaults are the authors' (with the paper's BMM ratio 0.3).
@@ -49,6 +50,119 @@ pub struct TrainConfig {
     /// views are paired with the sentence (the ablation baseline, same compute).
     #[serde(default = "enabled")]
     pub mla: bool,
+    /// Precision of the matrix products (autocast); weights and optimiser stay f32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+/// Training precision: full f32, or autocast of the matrix products to bf16 or f16 over f32
+/// master weights (PyTorch's AMP). f16 uses dynamic loss scaling; bf16 needs none.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32.
+    #[default]
+    F32,
+    /// Matrix products in bf16 (CUDA).
+    Bf16,
+    /// Matrix products in f16, with dynamic loss scaling.
+    F16,
+}
+
+impl Precision {
+    /// The dtype matrix products are cast to, if any.
+    pub fn autocast(self) -> Option<DType> {
+        match self {
+            Self::F32 => None,
+            Self::Bf16 => Some(DType::BF16),
+            Self::F16 => Some(DType::F16),
+        }
+    }
+
+    /// Refuses precisions the device cannot compute.
+    pub fn check_device(self, device: &Device) -> Result<(), TrainError> {
+        if self == Self::Bf16 && device.is_cpu() {
+            return Err(TrainError::Settings(
+                "bf16 autocast needs a CUDA device: candle has no bf16 matrix product on the \
+                 CPU (use --precision f16 or f32 there)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "f16" | "fp16" => Ok(Self::F16),
+            other => Err(format!("unknown precision `{other}`: use f32, bf16 or f16")),
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        })
+    }
+}
+
+/// Dynamic loss scaling for f16 autocast: the loss is multiplied before backward so small
+/// gradients survive f16; steps whose gradients overflow are skipped and the scale halved, and
+/// it doubles again after a run of good steps (PyTorch's GradScaler defaults).
+#[derive(Debug, Clone)]
+struct LossScaler {
+    scale: f64,
+    good_steps: u32,
+}
+
+impl LossScaler {
+    const INIT: f64 = 65536.0;
+    const GROWTH_INTERVAL: u32 = 2000;
+
+    fn new() -> Self {
+        Self {
+            scale: Self::INIT,
+            good_steps: 0,
+        }
+    }
+
+    /// Divides the gradients by the scale; false (and the scale halved) when any is not finite.
+    fn unscale(&mut self, grads: &mut GradStore, vars: &[Var]) -> candle_core::Result<bool> {
+        let mut sums = Vec::with_capacity(vars.len());
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                let g = (g / self.scale)?;
+                sums.push(g.sum_all()?.to_dtype(DType::F32)?);
+                grads.insert(v.as_tensor(), g);
+            }
+        }
+        // One device-to-host copy: any inf or NaN makes the total non-finite.
+        let finite = sums.is_empty()
+            || Tensor::stack(&sums, 0)?
+                .sum_all()?
+                .to_scalar::<f32>()?
+                .is_finite();
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale = (self.scale / 2.0).max(1.0);
+            self.good_steps = 0;
+        }
+        Ok(finite)
+    }
 }
 
 fn enabled() -> bool {
@@ -71,6 +185,7 @@ impl Default for TrainConfig {
             workers: 4,
             seed: 42,
             mla: true,
+            precision: Precision::F32,
         }
     }
 }
@@ -89,6 +204,8 @@ pub struct Trainer {
     tokenizer: TextTokenizer,
     optimizer: Optimizer,
     config: TrainConfig,
+    scaler: Option<LossScaler>,
+    skipped_steps: u64,
 }
 
 impl Trainer {
@@ -99,6 +216,7 @@ impl Trainer {
         config: TrainConfig,
         device: &Device,
     ) -> Result<Self, TrainError> {
+        config.precision.check_device(device)?;
         let varmap = VarMap::new();
         {
             let mut data = varmap.data().lock().map_err(|_| {
@@ -119,8 +237,15 @@ impl Trainer {
             model,
             tokenizer,
             optimizer,
+            scaler: (config.precision == Precision::F16).then(LossScaler::new),
             config,
+            skipped_steps: 0,
         })
+    }
+
+    /// Steps skipped because f16 gradients overflowed (always 0 in f32 and bf16).
+    pub fn skipped_steps(&self) -> u64 {
+        self.skipped_steps
     }
 
     /// The optimiser (for saving and restoring its state).
@@ -149,15 +274,17 @@ impl Trainer {
     /// The CMPM loss of a batch with BMM and the training regularisation.
     pub fn loss(&self, batch: &MlaBatch) -> Result<Tensor, TrainError> {
         let mut rng = StdRng::seed_from_u64(batch.seed);
+        let device = self.model.device();
         let opts = TrainOptions {
             drop_path: self.config.drop_path,
             embed_dropout: self.config.embed_dropout,
+            autocast: self.config.precision.autocast(),
+            noise: Noise::new(rng.next_u64(), device)?,
         };
         let ratio = self.config.mask_ratio;
-        let device = self.model.device();
         let refs: Vec<_> = batch.pixels.iter().collect();
-        let pixels = covered_pixels(&to_tensor(&refs, device)?, self.model.config())?;
-        let tokens = self.model.embed_image(&pixels)?;
+        let pixels = to_tensor(&refs, device)?;
+        let tokens = self.model.embed_image_for_training(&pixels)?;
         let (tokens, _) = drop_tokens(&tokens, None, ratio, &mut rng)?;
         let image = cls(&self
             .model
@@ -195,7 +322,21 @@ impl Trainer {
                 step: self.optimizer.steps(),
             });
         }
-        let mut grads = loss.backward()?;
+        let mut grads = match &self.scaler {
+            Some(scaler) => (&loss * scaler.scale)?.backward()?,
+            None => loss.backward()?,
+        };
+        if let Some(scaler) = &mut self.scaler {
+            let vars = self.varmap.all_vars();
+            if !scaler.unscale(&mut grads, &vars)? {
+                self.skipped_steps += 1;
+                tracing::debug!(
+                    scale = scaler.scale,
+                    "f16 gradients overflowed; step skipped"
+                );
+                return Ok(value);
+            }
+        }
         if let Some(max_norm) = self.config.clip_grad {
             let vars = self.varmap.all_vars();
             clip_grad_norm(&mut grads, &vars, max_norm)?;
@@ -203,16 +344,6 @@ impl Trainer {
         self.optimizer.step(&grads, lr)?;
         Ok(value)
     }
-}
-
-/// Crops pixels `[B, 3, H, W]` to the area the patch grid covers. The patches are unchanged, and
-/// candle's conv2d backward (which derives the input-gradient padding from the height alone)
-/// then gets consistent sizes: with stride 12 on 384x128 it fails otherwise.
-fn covered_pixels(pixels: &Tensor, cfg: &IvtConfig) -> candle_core::Result<Tensor> {
-    let (rows, cols) = cfg.patch_grid();
-    let height = (rows - 1) * cfg.stride + cfg.patch_size;
-    let width = (cols - 1) * cfg.stride + cfg.patch_size;
-    pixels.narrow(2, 0, height)?.narrow(3, 0, width)
 }
 
 fn named_vars(varmap: &VarMap) -> Vec<(String, Var)> {

@@ -91,6 +91,7 @@ fn hnsw_matches_exact_search_before_and_after_reload() {
     let index = build(&dir, &vectors);
     let r = recall(&index, &queries, &SearchFilter::default());
     assert!(r >= 0.99, "recall@10 = {r}");
+    same_scores_as_exact(&index, &queries);
 
     // Every point finds itself (guards against hnsw_rs parallel-insert orphans, issue #32).
     let lost = (0..N)
@@ -106,6 +107,39 @@ fn hnsw_matches_exact_search_before_and_after_reload() {
     assert_eq!(reopened.graph_pending(), 0);
     let r2 = recall(&reopened, &queries, &SearchFilter::default());
     assert!(r2 >= 0.99, "recall@10 after reload = {r2}");
+    same_scores_as_exact(&reopened, &queries);
+}
+
+/// Graph hits carry exactly the scores exact search gives the same images (the graph re-scores
+/// from its own copy of the vectors, memory-mapped after a reload).
+fn same_scores_as_exact(index: &GalleryIndex, queries: &[Vec<f32>]) {
+    let search = |q: &[f32], exact: bool| {
+        let params = SearchParams {
+            top_k: 10,
+            ef: None,
+            exact,
+        };
+        index
+            .search_images(q, &params, &SearchFilter::default())
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.record.image_id, h.score.to_bits()))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let mut compared = 0;
+    for q in queries {
+        let exact = search(q, true);
+        for (id, bits) in search(q, false) {
+            if let Some(e) = exact.get(&id) {
+                assert_eq!(bits, *e, "{id}: graph and exact scores differ");
+                compared += 1;
+            }
+        }
+    }
+    assert!(
+        compared > queries.len() * 9,
+        "only {compared} hits compared"
+    );
 }
 
 #[test]

@@ -165,6 +165,15 @@ pub(crate) fn search_all(
 }
 
 /// The `k` best among the given slots, best first (for very selective filters).
+/// The best `k` of already scored `(slot, score)` pairs, in the order exact search ranks them.
+pub(crate) fn top_k(scored: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
+    let mut top = TopK::new(k);
+    for (slot, score) in scored {
+        top.push(slot, score);
+    }
+    top.into_sorted()
+}
+
 pub(crate) fn search_slots(
     store: &EmbeddingStore,
     query: &[f32],

@@ -356,8 +356,18 @@ impl GalleryIndex {
         let filter: Option<&dyn hnsw_rs::prelude::FilterT> =
             if needs_filter { Some(&compiled) } else { None };
         let found = graph.search(query, k, ef, filter);
-        // Re-score from the stored vectors so graph and exact results carry identical scores.
-        exact::search_slots(&self.vectors, query, k, &found)
+        // Re-score with exact search's dot product so graph and exact results carry identical
+        // scores. With f32 storage the graph holds the very same vectors: scoring from them
+        // leaves the embeddings file untouched, so a serving process keeps one copy of the
+        // vectors in memory, not two (the kernel maps 64 KiB around every page read).
+        if self.manifest.storage == VectorStorage::F32 && found.iter().all(|(_, v)| v.is_some()) {
+            let scored = found
+                .iter()
+                .filter_map(|(slot, v)| v.as_ref().map(|v| (*slot, exact::dot(query, v))));
+            return exact::top_k(scored, k);
+        }
+        let slots: Vec<usize> = found.into_iter().map(|(slot, _)| slot).collect();
+        exact::search_slots(&self.vectors, query, k, &slots)
     }
 
     fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {

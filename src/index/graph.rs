@@ -102,6 +102,7 @@ impl Graph {
                 return Err(IndexError::corrupt(dir.join(&dump.basename), message));
             }
         };
+        release_freed_heap();
         let graph = Graph {
             hnsw: ManuallyDrop::new(hnsw),
             io: Some(io),
@@ -131,18 +132,20 @@ impl Graph {
         }
     }
 
-    /// Approximate nearest slots with their distances; `filter` is applied during traversal.
+    /// Approximate nearest slots, each with its vector as the graph stores it (`None` if the
+    /// graph cannot return it); `filter` is applied during traversal.
     pub(crate) fn search(
         &self,
         query: &[f32],
         k: usize,
         ef: usize,
         filter: Option<&dyn FilterT>,
-    ) -> Vec<usize> {
+    ) -> Vec<(usize, Option<Vec<f32>>)> {
+        let points = self.hnsw.get_point_indexation();
         self.hnsw
             .search_filter(query, k, ef.max(k), filter)
             .into_iter()
-            .map(|n| n.d_id)
+            .map(|n| (n.d_id, points.get_point_data(&n.p_id)))
             .collect()
     }
 
@@ -163,6 +166,17 @@ impl Graph {
             graph_bytes: sync_file(&graph)?,
             data_bytes: sync_file(&data)?,
         })
+    }
+}
+
+/// Returns free heap pages to the system. hnsw_rs builds every point's neighbourhood twice
+/// while loading (a map of all of them, then the graph's own lists) and frees the first; glibc
+/// keeps such memory in the process unless asked.
+pub fn release_freed_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

@@ -32,7 +32,7 @@ pub use backend::{EmbeddedGallery, GalleryBackend};
 pub use error::IndexError;
 pub use filter::SearchFilter;
 pub use gallery::GalleryIndex;
-pub use graph::UnitDot;
+pub use graph::{release_freed_heap, UnitDot};
 pub use hits::{ImageHit, PersonHit};
 pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
 pub use params::{HnswParams, SearchParams};

@@ -88,7 +88,16 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
     let bad = c.search(SearchRequest::default()).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
 
-    let page = http_get(metrics, "/metrics");
+    // The queue gauge drops when the admission permit is released, just after the reply has
+    // gone out: poll briefly instead of racing it.
+    let mut page = http_get(metrics, "/metrics");
+    for _ in 0..50 {
+        if page.contains("ivt_queue_depth 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(40)).await;
+        page = http_get(metrics, "/metrics");
+    }
     for needle in [
         r#"ivt_requests_total{method="Search",code="OK"} 1"#,
         r#"ivt_requests_total{method="Search",code="INVALID_ARGUMENT"} 1"#,

@@ -323,6 +323,7 @@ fn recall(found: &[Vec<String>], truth: &[HashSet<String>]) -> f64 {
     let total: usize = truth.iter().map(HashSet::len).sum();
     hits as f64 / total.max(1) as f64
 }
+
 /// Fraction of gallery points that find themselves first (hnsw_rs issue #32 guard).
 fn self_recall(index: &GalleryIndex, n: usize) -> anyhow::Result<f64> {
     let params = SearchParams {

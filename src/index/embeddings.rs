@@ -77,13 +77,6 @@ impl EmbeddingStore {
             // generation directories, so the mapped bytes are never modified while mapped.
             let map = unsafe { MmapOptions::new().len(want as usize).map(&file) }
                 .map_err(IndexError::io(&self.path))?;
-            // HNSW search re-scores a few scattered rows per query: without this hint the
-            // kernel's read-around maps 64-128 KiB around each, and a few hundred queries
-            // bring the whole file into the process (measured: +1x the raw vectors).
-            #[cfg(unix)]
-            if let Err(e) = map.advise(memmap2::Advice::Random) {
-                tracing::debug!(error = %e, "madvise(RANDOM) on the embeddings failed");
-            }
             Some(map)
         };
         self.rows = rows;

@@ -164,7 +164,6 @@ pub(crate) fn search_all(
         .into_sorted()
 }
 
-/// The `k` best among the given slots, best first (for very selective filters).
 /// The best `k` of already scored `(slot, score)` pairs, in the order exact search ranks them.
 pub(crate) fn top_k(scored: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
     let mut top = TopK::new(k);
@@ -174,6 +173,7 @@ pub(crate) fn top_k(scored: impl IntoIterator<Item = (usize, f32)>, k: usize) ->
     top.into_sorted()
 }
 
+/// The `k` best among the given slots, best first (for very selective filters).
 pub(crate) fn search_slots(
     store: &EmbeddingStore,
     query: &[f32],

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::common::compute_dtype;
 use crate::image::Pixels;
-use crate::model::{parse_device, weights, Encoder, IvtConfig, IvtModel, PRESETS};
+use crate::model::{parse_device, weights, Encoder, IvtModel};
 use crate::text::{TextTokenizer, Tokenized};
 
 /// Benchmarks.
@@ -64,13 +64,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 }
 
 fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
-    let cfg = IvtConfig::preset(&args.preset).ok_or_else(|| {
-        anyhow::anyhow!(
-            "unknown preset `{}`; known: {}",
-            args.preset,
-            PRESETS.join(", ")
-        )
-    })?;
+    let cfg = super::common::preset(&args.preset)?;
     let device = parse_device(&args.device)?;
     let dtype = compute_dtype(&args.dtype, &device)?;
     let tensors = weights::random_tensors(&cfg, dtype, &device, 0)?;

@@ -13,7 +13,7 @@ use indicatif::ProgressBar;
 
 use crate::data::synth::{SynthDataset, SynthOptions};
 use crate::data::{filter_split, read_dataset, Split};
-use crate::model::{demo_model_dir, parse_device, weights, IvtConfig, PRESETS};
+use crate::model::{demo_model_dir, parse_device, weights, IvtConfig};
 use crate::text::PosTagger;
 use crate::train::{
     training_samples, EpochLoader, LoaderConfig, MlaBatch, Precision, TrainConfig, Trainer,
@@ -72,13 +72,7 @@ impl TrainBenchArgs {
                 &demo_model_dir()?.join("config.json"),
             )?);
         }
-        IvtConfig::preset(&self.preset).with_context(|| {
-            format!(
-                "unknown preset `{}`; known: {}, demo",
-                self.preset,
-                PRESETS.join(", ")
-            )
-        })
+        super::common::preset(&self.preset)
     }
 }
 

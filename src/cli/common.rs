@@ -36,9 +36,7 @@ impl ModelArgs {
     pub fn files(&self) -> anyhow::Result<ModelFiles> {
         let config = match (&self.config, &self.preset) {
             (Some(p), _) => Some(crate::model::weights::read_config_file(p)?),
-            (None, Some(name)) => Some(IvtConfig::preset(name).with_context(|| {
-                format!("unknown preset `{name}`; known: {}", PRESETS.join(", "))
-            })?),
+            (None, Some(name)) => Some(preset(name)?),
             (None, None) => None,
         };
         let path = match &self.model {
@@ -58,6 +56,12 @@ impl ModelArgs {
             .with_context(|| format!("loading {}", files.weights.display()))?;
         Ok((encoder, files))
     }
+}
+
+/// The named architecture preset, or an error listing the known names.
+pub fn preset(name: &str) -> anyhow::Result<IvtConfig> {
+    IvtConfig::preset(name)
+        .with_context(|| format!("unknown preset `{name}`; known: {}", PRESETS.join(", ")))
 }
 
 /// Parses the compute precision for `device`. candle's CPU backend has no bf16 matmul, and its

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::model::{weights, IvtConfig, PRESETS};
+use crate::model::weights;
 use crate::train::{init_from_pretrained, save_checkpoint};
 
 /// Arguments of `ivt init`.
@@ -33,8 +33,7 @@ pub struct InitArgs {
 pub fn run(args: InitArgs) -> anyhow::Result<()> {
     let cfg = match (&args.config, &args.preset) {
         (Some(p), _) => weights::read_config_file(p)?,
-        (None, Some(name)) => IvtConfig::preset(name)
-            .with_context(|| format!("unknown preset `{name}`; known: {}", PRESETS.join(", ")))?,
+        (None, Some(name)) => super::common::preset(name)?,
         (None, None) => anyhow::bail!("give the target architecture with --config or --preset"),
     };
     let tensors = init_from_pretrained(&args.vit, &args.bert, &cfg).with_context(|| {

@@ -8,7 +8,7 @@ use candle_core::{DType, Device};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::{filter_split, read_dataset, DatasetImage, Split};
-use crate::model::{parse_device, weights, IvtConfig, ModelFiles, PRESETS};
+use crate::model::{parse_device, weights, IvtConfig, ModelFiles};
 use crate::text::PosTagger;
 use crate::train::{
     load_resume_point, restore, train, training_samples, OptimConfig, OptimizerKind, Precision,
@@ -126,8 +126,7 @@ impl TrainArgs {
     fn architecture(&self) -> anyhow::Result<IvtConfig> {
         match (&self.config, &self.preset) {
             (Some(p), _) => Ok(weights::read_config_file(p)?),
-            (None, Some(name)) => IvtConfig::preset(name)
-                .with_context(|| format!("unknown preset `{name}`; known: {}", PRESETS.join(", "))),
+            (None, Some(name)) => super::common::preset(name),
             (None, None) => Ok(IvtConfig::ivt_base()),
         }
     }

@@ -221,9 +221,7 @@ impl Mlp {
             fc2: candle_nn::linear(m, d, vb.pp("fc2"))?,
         })
     }
-}
 
-impl Mlp {
     fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
         let h = super::ops::gelu_erf(&linear(&self.fc1, x, autocast)?)?;
         linear(&self.fc2, &h, autocast)
@@ -296,14 +294,8 @@ fn layer_norm(ln: &LayerNorm, x: &Tensor, differentiable: bool) -> Result<Tensor
 fn apply_drop_path(x: &Tensor, train: Option<(&TrainOptions, f32)>) -> Result<Tensor> {
     match train {
         Some((opts, p)) if p > 0.0 => {
-            let b = x.dim(0)?;
-            let keep = 1.0 - p as f64;
-            let noise = opts
-                .noise
-                .uniform((b, 1, 1), x.device())?
-                .to_dtype(x.dtype())?;
-            let mask = (noise + keep)?.floor()?;
-            x.broadcast_mul(&(mask / keep)?)
+            let mask = keep_mask((x.dim(0)?, 1, 1), p, &opts.noise, x)?;
+            x.broadcast_mul(&mask)
         }
         _ => Ok(x.clone()),
     }
@@ -311,10 +303,21 @@ fn apply_drop_path(x: &Tensor, train: Option<(&TrainOptions, f32)>) -> Result<Te
 
 /// Inverted dropout with the pass's seeded noise.
 fn dropout(x: &Tensor, p: f32, noise: &Noise) -> Result<Tensor> {
+    x.mul(&keep_mask(x.shape(), p, noise, x)?)
+}
+
+/// A `shape` mask on `like`'s device and dtype: 0 with probability `p`, else `1 / (1 - p)`.
+fn keep_mask(
+    shape: impl Into<candle_core::Shape>,
+    p: f32,
+    noise: &Noise,
+    like: &Tensor,
+) -> Result<Tensor> {
     let keep = 1.0 - p as f64;
-    let u = noise.uniform(x.shape(), x.device())?.to_dtype(x.dtype())?;
-    let mask = (u + keep)?.floor()?;
-    x.mul(&(mask / keep)?)
+    let u = noise
+        .uniform(shape, like.device())?
+        .to_dtype(like.dtype())?;
+    (u + keep)?.floor()? / keep
 }
 
 /// The IVT network. Build it with [`IvtModel::new`]; encode with [`IvtModel::forward_image`] and
@@ -448,9 +451,9 @@ pub fn extended_attention_mask(mask: &Tensor, dtype: DType) -> Result<Tensor> {
     ((1.0 - m)? * -10000.0)?.reshape((b, 1, 1, n))
 }
 
-/// Token 0 (CLS) of `[B, N, D]` outputs: `[B, D]`, contiguous (CUDA matrix products need it).
+/// Token 0 (CLS) of `[B, N, D]` outputs: `[B, D]`.
 pub fn cls(tokens: &Tensor) -> Result<Tensor> {
-    tokens.narrow(1, 0, 1)?.squeeze(1)?.contiguous()
+    tokens.narrow(1, 0, 1)?.squeeze(1)
 }
 
 /// Row-wise L2 normalisation, as retrieval uses (`F.normalize`, eps 1e-12).

@@ -122,3 +122,65 @@ fn pth_checkpoint_with_ddp_prefixes_matches_pytorch() {
 fn safetensors_checkpoint_matches_pytorch() {
     check_model("model-tiny-s12");
 }
+
+/// The opt-in reduced-precision CPU mode (MKL build, `--dtype bf16`): bf16 products over f32
+/// weights stay within cosine 0.999 of the authors' embeddings and rank every caption's images
+/// in the same order.
+#[cfg(feature = "mkl")]
+#[test]
+fn bf16_products_on_cpu_keep_embeddings_and_rankings() {
+    use ivt::text::Tokenized;
+    for dir in ["model-tiny-s16", "model-tiny-s12"] {
+        let (_, out, text) = load(dir);
+        let files = ModelFiles::resolve(&fixture(dir), None).unwrap();
+        let enc = Encoder::load(&files, &Device::Cpu, DType::BF16).expect("load bf16");
+        assert_eq!(enc.model().dtype(), DType::F32, "weights stay f32");
+        let caps = captions(&text);
+        let toks: Vec<Tokenized> = caps.iter().map(|c| enc.tokenize(c).unwrap()).collect();
+        let texts = enc
+            .embed_tokenized(&toks.iter().collect::<Vec<_>>())
+            .unwrap();
+        let pixels: Vec<_> = (0..4)
+            .map(|i| {
+                image::load(
+                    &fixture(dir).join(format!("image{i}.png")),
+                    enc.config(),
+                    DecodeLimits::default(),
+                )
+                .unwrap()
+            })
+            .collect();
+        let images = enc
+            .embed_pixels(&pixels.iter().collect::<Vec<_>>())
+            .unwrap();
+        let golden_texts = out["text_embeddings_normalized"].to_vec2::<f32>().unwrap();
+        let golden_images = out["image_embeddings_normalized"].to_vec2::<f32>().unwrap();
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let mut exact = true;
+        for (got, want) in texts
+            .iter()
+            .zip(&golden_texts)
+            .chain(images.iter().zip(&golden_images))
+        {
+            let cos = dot(got, want);
+            assert!(cos >= 0.999, "{dir}: bf16 cosine to f32 is {cos}");
+            exact &= got == want;
+        }
+        assert!(
+            !exact,
+            "{dir}: bf16 products gave bit-exact f32 results: not in use?"
+        );
+        let order = |t: &[f32], imgs: &[Vec<f32>]| {
+            let mut idx: Vec<usize> = (0..imgs.len()).collect();
+            idx.sort_by(|&a, &b| dot(t, &imgs[b]).total_cmp(&dot(t, &imgs[a])));
+            idx
+        };
+        for (t, g) in texts.iter().zip(&golden_texts) {
+            assert_eq!(
+                order(t, &images),
+                order(g, &golden_images),
+                "{dir}: ranking changed"
+            );
+        }
+    }
+}

@@ -7,7 +7,7 @@ use candle_nn::VarBuilder;
 
 use super::common::compute_dtype;
 use crate::image::Pixels;
-use crate::model::{parse_device, weights, Encoder, IvtModel};
+use crate::model::{parse_device, weights, weights_dtype, Encoder, IvtModel};
 use crate::text::{TextTokenizer, Tokenized};
 
 /// Benchmarks.
@@ -67,8 +67,10 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
     let cfg = super::common::preset(&args.preset)?;
     let device = parse_device(&args.device)?;
     let dtype = compute_dtype(&args.dtype, &device)?;
-    let tensors = weights::random_tensors(&cfg, dtype, &device, 0)?;
-    let model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    let stored = weights_dtype(dtype, &device);
+    let tensors = weights::random_tensors(&cfg, stored, &device, 0)?;
+    let mut model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, stored, &device))?;
+    model.prepare_for_inference(dtype)?;
     let encoder = Encoder::new(
         model,
         TextTokenizer::builtin(cfg.max_position_embeddings)?,

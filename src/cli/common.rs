@@ -64,13 +64,15 @@ pub fn preset(name: &str) -> anyhow::Result<IvtConfig> {
         .with_context(|| format!("unknown preset `{name}`; known: {}", PRESETS.join(", ")))
 }
 
-/// Parses the compute precision for `device`. candle's CPU backend has no bf16 matmul, and its
-/// f16 matmul is slower than f32, so reduced precision is for GPUs.
+/// Parses the compute precision for `device`. candle's CPU backend has no bf16 matmul (and its
+/// f16 matmul is slower than f32): bf16 on the CPU runs through MKL's packed bf16 products, so it
+/// needs the MKL build.
 pub fn compute_dtype(s: &str, device: &candle_core::Device) -> anyhow::Result<DType> {
     let dtype = parse_dtype(s)?;
     anyhow::ensure!(
-        !(device.is_cpu() && dtype == DType::BF16),
-        "--dtype bf16 needs --device cuda: the CPU backend has no bf16 matmul (use f32)"
+        cfg!(feature = "mkl") || !(device.is_cpu() && dtype == DType::BF16),
+        "--dtype bf16 on the CPU needs the MKL build (`--features mkl`, see README \"Speed\"); \
+         use f32, or --device cuda"
     );
     Ok(dtype)
 }

@@ -27,12 +27,15 @@ pub struct Encoder {
 
 impl Encoder {
     /// Loads the weights of `files` onto `device`, computing in `dtype` (F32 unless a reduced
-    /// precision is asked for explicitly).
+    /// precision is asked for explicitly; on the CPU, bf16 means bf16 matrix products over f32
+    /// weights and needs the MKL build).
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
         let raw = weights::read_checkpoint(&files.weights)?;
-        let tensors = weights::select_tensors(raw, &files.config, dtype, device)?;
-        let vb = VarBuilder::from_tensors(tensors, dtype, device);
-        let model = IvtModel::new(&files.config, vb)?;
+        let stored = weights_dtype(dtype, device);
+        let tensors = weights::select_tensors(raw, &files.config, stored, device)?;
+        let vb = VarBuilder::from_tensors(tensors, stored, device);
+        let mut model = IvtModel::new(&files.config, vb)?;
+        model.prepare_for_inference(dtype)?;
         let max_len = files.config.max_position_embeddings;
         let tokenizer = match &files.tokenizer {
             Some(p) => TextTokenizer::from_file(p, max_len)?,
@@ -131,6 +134,16 @@ impl Encoder {
                 truncated: t.truncated,
             })
             .collect())
+    }
+}
+
+/// The dtype inference weights are held in for products in `compute` on `device`: the same,
+/// except bf16 on the CPU, which keeps f32 weights (only MKL's packed products run in bf16).
+pub fn weights_dtype(compute: DType, device: &Device) -> DType {
+    if device.is_cpu() && compute == DType::BF16 {
+        DType::F32
+    } else {
+        compute
     }
 }
 

@@ -4,10 +4,10 @@
 //! loading needs no renaming beyond the `module.`/`encoder_vl.` prefixes.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv2d, Conv2dConfig, Embedding, LayerNorm, VarBuilder};
 
 use super::config::IvtConfig;
-use super::ops::{linear, Noise};
+use super::ops::{Linear, Noise};
 
 /// Which tower's inputs and feed-forward layers a forward pass uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,8 +160,8 @@ impl Attention {
             candle_nn::linear_no_bias(d, 3 * d, vb.pp("qkv"))?
         };
         Ok(Self {
-            qkv,
-            proj: candle_nn::linear(d, d, vb.pp("proj"))?,
+            qkv: Linear::new(qkv),
+            proj: Linear::new(candle_nn::linear(d, d, vb.pp("proj"))?),
             num_heads: cfg.num_heads,
             scale: ((d / cfg.num_heads) as f64).powf(-0.5),
         })
@@ -175,9 +175,17 @@ impl Attention {
         train: bool,
         autocast: Option<DType>,
     ) -> Result<Tensor> {
+        if super::attention::applies(x, train, autocast) {
+            let qkv = self.qkv.forward(x, autocast)?;
+            let out =
+                super::attention::self_attention(&qkv, mask, self.num_heads, self.scale as f32)?;
+            return self.proj.forward(&out, autocast);
+        }
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
-        let qkv = linear(&self.qkv, x, autocast)?
+        let qkv = self
+            .qkv
+            .forward(x, autocast)?
             .reshape((b, n, 3, self.num_heads, hd))?
             .permute((2, 0, 3, 1, 4))?;
         let cast = |t: Tensor| match autocast {
@@ -202,7 +210,7 @@ impl Attention {
             .to_dtype(x.dtype())?
             .transpose(1, 2)?
             .reshape((b, n, c))?;
-        linear(&self.proj, &out, autocast)
+        self.proj.forward(&out, autocast)
     }
 }
 
@@ -217,14 +225,14 @@ impl Mlp {
     fn new(cfg: &IvtConfig, vb: VarBuilder) -> Result<Self> {
         let (d, m) = (cfg.hidden_size, cfg.mlp_hidden());
         Ok(Self {
-            fc1: candle_nn::linear(d, m, vb.pp("fc1"))?,
-            fc2: candle_nn::linear(m, d, vb.pp("fc2"))?,
+            fc1: Linear::new(candle_nn::linear(d, m, vb.pp("fc1"))?),
+            fc2: Linear::new(candle_nn::linear(m, d, vb.pp("fc2"))?),
         })
     }
 
     fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
-        let h = super::ops::gelu_erf(&linear(&self.fc1, x, autocast)?)?;
-        linear(&self.fc2, &h, autocast)
+        let h = super::ops::gelu_erf(&self.fc1.forward(x, autocast)?)?;
+        self.fc2.forward(&h, autocast)
     }
 }
 
@@ -354,6 +362,36 @@ impl IvtModel {
             norm: candle_nn::layer_norm(d, cfg.layer_norm_eps, vb.pp("norm"))?,
             config: cfg.clone(),
         })
+    }
+
+    /// Prepares the network for inference on its device with matrix products in `compute`: on
+    /// the CPU of an MKL build every linear weight is packed once (f32, or bf16 for the opt-in
+    /// reduced-precision mode; see `mkl.rs`). Elsewhere nothing changes. The packed copies are
+    /// used only by passes that need no gradient, so a network being trained is not affected.
+    pub fn prepare_for_inference(&mut self, compute: DType) -> Result<()> {
+        #[cfg(feature = "mkl")]
+        if self.device().is_cpu() && self.dtype() == DType::F32 {
+            for block in &mut self.blocks {
+                for lin in [
+                    &mut block.attn.qkv,
+                    &mut block.attn.proj,
+                    &mut block.mlp_vis.fc1,
+                    &mut block.mlp_vis.fc2,
+                    &mut block.mlp_txt.fc1,
+                    &mut block.mlp_txt.fc2,
+                ] {
+                    lin.pack(compute)?;
+                }
+            }
+            return Ok(());
+        }
+        if compute != self.dtype() {
+            candle_core::bail!(
+                "products in {compute:?} over {:?} weights need the MKL build on CPU",
+                self.dtype()
+            );
+        }
+        Ok(())
     }
 
     /// The architecture this network was built with.

@@ -1,15 +1,18 @@
 //! The IVT model: configuration, network, checkpoint loading and the [`Encoder`] that turns texts
 //! and images into L2-normalised embeddings.
 
+mod attention;
 mod config;
 mod encoder;
 mod files;
 mod ivt;
+#[cfg(feature = "mkl")]
+mod mkl;
 mod ops;
 pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};
-pub use encoder::{Encoder, TextEmbedding};
+pub use encoder::{weights_dtype, Encoder, TextEmbedding};
 pub use files::{demo_model_dir, parse_device, ModelFiles, DEMO_MODEL};
 pub use ivt::{cls, extended_attention_mask, l2_normalize, IvtModel, Modality, TrainOptions};
 pub use ops::Noise;

@@ -8,32 +8,67 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor};
-use candle_nn::Linear;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-/// `x W^T + b`; with `autocast`, the product runs in that dtype (inputs cast, output cast back to
-/// `x`'s dtype) and the bias is added in full precision, as PyTorch's autocast does.
-pub fn linear(layer: &Linear, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
-    let Some(dt) = autocast.filter(|&dt| dt != x.dtype()) else {
-        return layer.forward(x);
-    };
-    let mut out_dims = x.dims().to_vec();
-    let w = layer.weight().to_dtype(dt)?;
-    let (out_features, in_features) = w.dims2()?;
-    if let Some(last) = out_dims.last_mut() {
-        *last = out_features;
+/// A linear layer: candle-nn's, plus (MKL builds) its weight packed once for CPU inference.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    inner: candle_nn::Linear,
+    #[cfg(feature = "mkl")]
+    packed: Option<Arc<super::mkl::PackedLinear>>,
+}
+
+impl Linear {
+    /// Wraps candle-nn's layer.
+    pub fn new(inner: candle_nn::Linear) -> Self {
+        Self {
+            inner,
+            #[cfg(feature = "mkl")]
+            packed: None,
+        }
     }
-    let y = x
-        .to_dtype(dt)?
-        .reshape(((), in_features))?
-        .matmul(&w.t()?)?
-        .to_dtype(x.dtype())?
-        .reshape(out_dims)?;
-    match layer.bias() {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
+
+    /// Packs the weight for CPU inference with products in `compute` (f32 or bf16); calls that
+    /// need no gradient take the packed path from then on.
+    #[cfg(feature = "mkl")]
+    pub fn pack(&mut self, compute: DType) -> Result<()> {
+        let packed =
+            super::mkl::PackedLinear::new(self.inner.weight(), self.inner.bias(), compute)?;
+        self.packed = Some(Arc::new(packed));
+        Ok(())
+    }
+
+    /// `x W^T + b`; with `autocast`, the product runs in that dtype (inputs cast, output cast
+    /// back to `x`'s dtype) and the bias is added in full precision, as PyTorch's autocast does.
+    pub fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
+        #[cfg(feature = "mkl")]
+        if let Some(packed) = &self.packed {
+            if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {
+                return packed.forward(x);
+            }
+        }
+        let layer = &self.inner;
+        let Some(dt) = autocast.filter(|&dt| dt != x.dtype()) else {
+            return layer.forward(x);
+        };
+        let mut out_dims = x.dims().to_vec();
+        let w = layer.weight().to_dtype(dt)?;
+        let (out_features, in_features) = w.dims2()?;
+        if let Some(last) = out_dims.last_mut() {
+            *last = out_features;
+        }
+        let y = x
+            .to_dtype(dt)?
+            .reshape(((), in_features))?
+            .matmul(&w.t()?)?
+            .to_dtype(x.dtype())?
+            .reshape(out_dims)?;
+        match layer.bias() {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        }
     }
 }
 

@@ -91,6 +91,7 @@ impl Encoder {
     /// Output tokens `[B, T, D]` of tokenised texts, padded to the longest.
     pub fn text_tokens(&self, texts: &[&Tokenized]) -> Result<Tensor, ModelError> {
         let batch = TextTokenizer::batch(texts, self.device())?;
+        let _one_pool = self.one_thread_pool();
         Ok(self
             .model
             .forward_text(&batch.input_ids, &batch.attention_mask)?)
@@ -99,7 +100,19 @@ impl Encoder {
     /// Output tokens `[B, N, D]` of preprocessed images.
     pub fn image_tokens(&self, images: &[&Pixels]) -> Result<Tensor, ModelError> {
         let x = to_tensor(images, self.device())?.to_dtype(self.model.dtype())?;
+        let _one_pool = self.one_thread_pool();
         Ok(self.model.forward_image(&x)?)
+    }
+
+    /// On the CPU of an MKL build, MKL runs single-threaded on this thread during a pass, so the
+    /// pass's parallelism comes from one thread pool (see `mkl::Sequential`).
+    fn one_thread_pool(&self) -> impl Sized {
+        #[cfg(feature = "mkl")]
+        {
+            self.device().is_cpu().then(super::mkl::Sequential::new)
+        }
+        #[cfg(not(feature = "mkl"))]
+        {}
     }
 
     /// L2-normalised embeddings of tokenised texts, one batch.

@@ -366,8 +366,9 @@ impl IvtModel {
 
     /// Prepares the network for inference on its device with matrix products in `compute`: on
     /// the CPU of an MKL build every linear weight is packed once (f32, or bf16 for the opt-in
-    /// reduced-precision mode; see `mkl.rs`). Elsewhere nothing changes. The packed copies are
-    /// used only by passes that need no gradient, so a network being trained is not affected.
+    /// reduced-precision mode; see `mkl.rs`) and the unpacked copy dropped, so the network then
+    /// serves f32 CPU passes without gradients only (what [`crate::model::Encoder`] runs).
+    /// Elsewhere nothing changes.
     pub fn prepare_for_inference(&mut self, compute: DType) -> Result<()> {
         #[cfg(feature = "mkl")]
         if self.device().is_cpu() && self.dtype() == DType::F32 {

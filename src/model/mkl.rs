@@ -15,6 +15,7 @@
 use std::ffi::c_void;
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
@@ -86,6 +87,8 @@ extern "C" {
     fn mkl_malloc(size: usize, align: i32) -> *mut c_void;
     #[link_name = "MKL_free"]
     fn mkl_free(ptr: *mut c_void);
+    #[link_name = "MKL_Set_Num_Threads_Local"]
+    fn mkl_set_num_threads_local(n: i32) -> i32;
 }
 
 /// A buffer from `mkl_malloc` (MKL's packed layouts want its alignment).
@@ -117,10 +120,21 @@ impl Drop for MklBuffer {
     }
 }
 
-/// A linear layer's weight `[out, in]` packed for `x W^T + b`, with its bias.
+/// One column block of a packed weight: outputs `start..start + len`.
+#[derive(Debug)]
+struct Part {
+    start: usize,
+    len: usize,
+    packed: MklBuffer,
+}
+
+/// A linear layer's weight `[out, in]` packed for `x W^T + b`, with its bias. The outputs are
+/// split into one column block per thread of the pool, each packed on its own, so a product runs
+/// as one single-threaded MKL call per block, in parallel, and each thread reads only its share
+/// of the weight (at batch 1 a text pass is bound by reading the weights).
 #[derive(Debug)]
 pub struct PackedLinear {
-    packed: MklBuffer,
+    parts: Vec<Part>,
     bf16: bool,
     out_features: usize,
     in_features: usize,
@@ -131,11 +145,62 @@ fn mkl_int(v: usize, what: &str) -> Result<i32> {
     i32::try_from(v).map_err(|_| candle_core::Error::Msg(format!("{what} {v} exceeds MKL's int")))
 }
 
+/// Packs rows `[n, k]` of a row-major weight (op(B) = W^T, `k x n`).
+fn pack(w: &[f32], n: usize, k: usize, bf16: bool) -> Result<MklBuffer> {
+    let (ni, ki) = (mkl_int(n, "out_features")?, mkl_int(k, "in_features")?);
+    if bf16 {
+        let wb = to_bf16_bits(w);
+        // SAFETY: size query only.
+        let bytes = unsafe { cblas_gemm_bf16bf16f32_pack_get_size(B_MATRIX, 1, ni, ki) };
+        let buf = MklBuffer::new(bytes)?;
+        // SAFETY: `wb` holds n*k bf16 values row-major (ld = k); `buf` has the size MKL asked
+        // for.
+        unsafe {
+            cblas_gemm_bf16bf16f32_pack(
+                ROW_MAJOR,
+                B_MATRIX,
+                TRANS,
+                1,
+                ni,
+                ki,
+                wb.as_ptr(),
+                ki,
+                buf.ptr.cast(),
+            )
+        };
+        Ok(buf)
+    } else {
+        // SAFETY: size query only.
+        let bytes = unsafe { cblas_sgemm_pack_get_size(B_MATRIX, 1, ni, ki) };
+        let buf = MklBuffer::new(bytes)?;
+        // SAFETY: `w` holds n*k floats row-major (ld = k); `buf` has the size MKL asked for.
+        unsafe {
+            cblas_sgemm_pack(
+                ROW_MAJOR,
+                B_MATRIX,
+                TRANS,
+                1,
+                ni,
+                ki,
+                1.0,
+                w.as_ptr(),
+                ki,
+                buf.ptr.cast(),
+            )
+        };
+        Ok(buf)
+    }
+}
+
 impl PackedLinear {
     /// Packs `weight` (`[out, in]`, any float dtype, CPU) for products in `compute` (f32 or bf16).
     pub fn new(weight: &Tensor, bias: Option<&Tensor>, compute: DType) -> Result<Self> {
         let (n, k) = weight.dims2()?;
-        let (ni, ki) = (mkl_int(n, "out_features")?, mkl_int(k, "in_features")?);
+        let bf16 = match compute {
+            DType::F32 => false,
+            DType::BF16 => true,
+            other => candle_core::bail!("packed MKL products run in f32 or bf16, not {other:?}"),
+        };
         let w = weight
             .to_dtype(DType::F32)?
             .flatten_all()?
@@ -147,55 +212,23 @@ impl PackedLinear {
         if bias.len() != n {
             candle_core::bail!("bias has {} entries for {n} outputs", bias.len());
         }
-        let packed = match compute {
-            DType::F32 => {
-                // SAFETY: size query only.
-                let bytes = unsafe { cblas_sgemm_pack_get_size(B_MATRIX, 1, ni, ki) };
-                let buf = MklBuffer::new(bytes)?;
-                // SAFETY: `w` holds n*k floats in row-major [n, k] (ld = k); op(B) = W^T is
-                // k x n; `buf` has the size MKL asked for.
-                unsafe {
-                    cblas_sgemm_pack(
-                        ROW_MAJOR,
-                        B_MATRIX,
-                        TRANS,
-                        1,
-                        ni,
-                        ki,
-                        1.0,
-                        w.as_ptr(),
-                        ki,
-                        buf.ptr.cast(),
-                    )
-                };
-                buf
-            }
-            DType::BF16 => {
-                let wb = to_bf16_bits(&w);
-                // SAFETY: as above, for the bf16 variant.
-                let bytes = unsafe { cblas_gemm_bf16bf16f32_pack_get_size(B_MATRIX, 1, ni, ki) };
-                let buf = MklBuffer::new(bytes)?;
-                // SAFETY: as above; `wb` holds n*k bf16 values.
-                unsafe {
-                    cblas_gemm_bf16bf16f32_pack(
-                        ROW_MAJOR,
-                        B_MATRIX,
-                        TRANS,
-                        1,
-                        ni,
-                        ki,
-                        wb.as_ptr(),
-                        ki,
-                        buf.ptr.cast(),
-                    )
-                };
-                buf
-            }
-            other => candle_core::bail!("packed MKL products run in f32 or bf16, not {other:?}"),
-        };
+        // Blocks of whole 64-column panels, as many as the pool has threads.
+        let threads = rayon::current_num_threads().max(1);
+        let block = n.div_ceil(threads).div_ceil(64).max(1) * 64;
+        let parts = (0..n)
+            .step_by(block)
+            .map(|start| {
+                let len = block.min(n - start);
+                Ok(Part {
+                    start,
+                    len,
+                    packed: pack(&w[start * k..(start + len) * k], len, k, bf16)?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            packed,
-            bf16: compute == DType::BF16,
+            parts,
+            bf16,
             out_features: n,
             in_features: k,
             bias,
@@ -220,6 +253,24 @@ fn to_bf16_bits(src: &[f32]) -> Vec<u16> {
             }
         })
         .collect()
+}
+
+/// Activations converted to bf16 per task: large enough to amortise scheduling.
+const CONVERT_CHUNK: usize = 64 * 1024;
+
+/// The output buffer, shared by the tasks that each write their own column block.
+#[derive(Clone, Copy)]
+struct Output(*mut f32);
+
+// SAFETY: tasks write disjoint column blocks (see `PackedLinear::cpu_fwd`).
+unsafe impl Send for Output {}
+unsafe impl Sync for Output {}
+
+impl Output {
+    /// The pointer, through a method so closures capture the whole (Send) wrapper.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
 }
 
 impl CustomOp1 for PackedLinear {
@@ -249,51 +300,149 @@ impl CustomOp1 for PackedLinear {
         for _ in 0..m {
             y.extend_from_slice(&self.bias);
         }
-        if m > 0 {
-            let (mi, ni, ki) = (mkl_int(m, "rows")?, n as i32, k as i32);
-            if self.bf16 {
-                let xb = to_bf16_bits(x);
-                // SAFETY: `xb` is m x k row-major, `y` m x n, the packed B matches (n, k).
+        if m == 0 {
+            return Ok((CpuStorage::F32(y), Shape::from(out_dims)));
+        }
+        let xb = self.bf16.then(|| {
+            let mut xb = vec![0u16; x.len()];
+            xb.par_chunks_mut(CONVERT_CHUNK)
+                .zip(x.par_chunks(CONVERT_CHUNK))
+                .for_each(|(d, s)| d.copy_from_slice(&to_bf16_bits(s)));
+            xb
+        });
+        // Many rows (an image pass): each task takes a block of rows through every column
+        // block, so it converts and packs only its own activations. Few rows (a text at batch
+        // 1, bound by reading the weights): one task per column block.
+        let threads = rayon::current_num_threads().max(1);
+        let row_blocks = if m >= threads * ROW_SPLIT_MIN {
+            threads
+        } else {
+            1
+        };
+        let rows = m.div_ceil(row_blocks);
+        let out = Output(y.as_mut_ptr());
+        let xb = xb.as_deref();
+        let tasks = if row_blocks > 1 {
+            row_blocks
+        } else {
+            self.parts.len()
+        };
+        (0..tasks)
+            .into_par_iter()
+            .try_for_each(|task| -> Result<()> {
+                let (r0, parts) = if row_blocks > 1 {
+                    (task * rows, &self.parts[..])
+                } else {
+                    (0, &self.parts[task..task + 1])
+                };
+                let r1 = (r0 + rows).min(m);
+                if r0 >= r1 {
+                    return Ok(());
+                }
+                let _sequential = Sequential::new();
+                for part in parts {
+                    self.compute(part, x, xb, r0..r1, out)?;
+                }
+                Ok(())
+            })?;
+        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+    }
+}
+
+/// Rows per thread from which a product is split by rows rather than by column blocks.
+const ROW_SPLIT_MIN: usize = 128;
+
+impl PackedLinear {
+    /// `y[rows, part's columns] += x[rows] W[part]^T` on the calling thread.
+    fn compute(
+        &self,
+        part: &Part,
+        x: &[f32],
+        xb: Option<&[u16]>,
+        rows: std::ops::Range<usize>,
+        out: Output,
+    ) -> Result<()> {
+        let (n, k) = (self.out_features, self.in_features);
+        let m = mkl_int(rows.len(), "rows")?;
+        let (ni, ki, ldc) = (part.len as i32, k as i32, n as i32);
+        // SAFETY: `x`/`xb` hold (rows.end) x k values row-major, checked below; `out` points at
+        // m x n values of which this call writes rows `rows`, columns `start..start + len`
+        // (ldc = n), a block no other task writes; the packed block matches (len, k).
+        let c = out.at(rows.start * n + part.start);
+        match xb {
+            Some(xb) => {
+                let a = &xb[rows.start * k..rows.end * k];
                 unsafe {
                     cblas_gemm_bf16bf16f32_compute(
                         ROW_MAJOR,
                         NO_TRANS,
                         PACKED,
-                        mi,
+                        m,
                         ni,
                         ki,
                         1.0,
-                        xb.as_ptr(),
+                        a.as_ptr(),
                         ki,
-                        self.packed.ptr.cast(),
+                        part.packed.ptr.cast(),
                         ki,
                         1.0,
-                        y.as_mut_ptr(),
-                        ni,
+                        c,
+                        ldc,
                     )
-                };
-            } else {
-                // SAFETY: as above with f32 `x`.
+                }
+            }
+            None => {
+                let a = &x[rows.start * k..rows.end * k];
                 unsafe {
                     cblas_sgemm_compute(
                         ROW_MAJOR,
                         NO_TRANS,
                         PACKED,
-                        mi,
+                        m,
                         ni,
                         ki,
-                        x.as_ptr(),
+                        a.as_ptr(),
                         ki,
-                        self.packed.ptr.cast(),
+                        part.packed.ptr.cast(),
                         ki,
                         1.0,
-                        y.as_mut_ptr(),
-                        ni,
+                        c,
+                        ldc,
                     )
-                };
+                }
             }
         }
-        Ok((CpuStorage::F32(y), Shape::from(out_dims)))
+        Ok(())
+    }
+}
+
+/// Makes MKL run single-threaded on the current thread until dropped (`mkl_set_num_threads_local`).
+/// The encoder's parallelism comes from the rayon pool alone: MKL's OpenMP threads spin for a
+/// while after each call, and on a small machine they and rayon's workers took turns stealing
+/// each other's cores (a fifth of an image pass went to `sched_yield` and OpenMP's wait loop).
+pub struct Sequential {
+    previous: i32,
+}
+
+impl Sequential {
+    /// Switches the current thread's MKL calls to one thread.
+    pub fn new() -> Self {
+        // SAFETY: sets a thread-local MKL setting; returns the previous one.
+        let previous = unsafe { mkl_set_num_threads_local(1) };
+        Self { previous }
+    }
+}
+
+impl Default for Sequential {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for Sequential {
+    fn drop(&mut self) {
+        // SAFETY: restores the thread-local setting (0 = the global default).
+        unsafe { mkl_set_num_threads_local(self.previous) };
     }
 }
 

@@ -15,7 +15,8 @@ use rayon::prelude::*;
 /// A linear layer: candle-nn's, plus (MKL builds) its weight packed once for CPU inference.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    inner: candle_nn::Linear,
+    /// None once packed: inference needs only the packed copy (half the memory).
+    inner: Option<candle_nn::Linear>,
     #[cfg(feature = "mkl")]
     packed: Option<Arc<super::mkl::PackedLinear>>,
 }
@@ -24,19 +25,20 @@ impl Linear {
     /// Wraps candle-nn's layer.
     pub fn new(inner: candle_nn::Linear) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             #[cfg(feature = "mkl")]
             packed: None,
         }
     }
 
-    /// Packs the weight for CPU inference with products in `compute` (f32 or bf16); calls that
-    /// need no gradient take the packed path from then on.
+    /// Packs the weight for CPU inference with products in `compute` (f32 or bf16) and drops
+    /// the unpacked copy: from then on the layer serves f32 CPU passes without gradients only.
     #[cfg(feature = "mkl")]
     pub fn pack(&mut self, compute: DType) -> Result<()> {
-        let packed =
-            super::mkl::PackedLinear::new(self.inner.weight(), self.inner.bias(), compute)?;
-        self.packed = Some(Arc::new(packed));
+        if let Some(inner) = self.inner.take() {
+            let packed = super::mkl::PackedLinear::new(inner.weight(), inner.bias(), compute)?;
+            self.packed = Some(Arc::new(packed));
+        }
         Ok(())
     }
 
@@ -49,7 +51,11 @@ impl Linear {
                 return packed.forward(x);
             }
         }
-        let layer = &self.inner;
+        let Some(layer) = &self.inner else {
+            candle_core::bail!(
+                "this layer was packed for CPU inference: it takes f32 CPU inputs without gradients"
+            );
+        };
         let Some(dt) = autocast.filter(|&dt| dt != x.dtype()) else {
             return layer.forward(x);
         };

@@ -4,11 +4,11 @@
 //! panel layout on every call; at batch 1 that copy was 30 % of an image pass (perf). Inference
 //! weights never change, so each is packed once:
 //! - f32 (`cblas_sgemm_pack`/`cblas_sgemm_compute`): the same products, results within rounding of
-//!   candle's (bit-identical from 64 rows up, measured);
+//!   candle's;
 //! - bf16 (`cblas_gemm_bf16bf16f32_*`, opt-in): weights and activations rounded to bf16, products
 //!   accumulated in f32, the rest of the network in f32, as PyTorch's CPU autocast does. MKL runs it
-//!   on AMX or AVX512-BF16 where the CPU has them (3-4x f32's throughput on this machine) and
-//!   emulates it elsewhere.
+//!   on AMX or AVX512-BF16 where the CPU has them (3-4x f32's throughput on this machine); without
+//!   them it still runs, at about f32's speed.
 //!
 //! The bias is fused: the output starts as the bias rows and the product is accumulated onto it.
 
@@ -258,11 +258,11 @@ fn to_bf16_bits(src: &[f32]) -> Vec<u16> {
 /// Activations converted to bf16 per task: large enough to amortise scheduling.
 const CONVERT_CHUNK: usize = 64 * 1024;
 
-/// The output buffer, shared by the tasks that each write their own column block.
+/// The output buffer, shared by tasks that each write their own block of it.
 #[derive(Clone, Copy)]
 struct Output(*mut f32);
 
-// SAFETY: tasks write disjoint column blocks (see `PackedLinear::cpu_fwd`).
+// SAFETY: tasks write disjoint blocks (rows x columns; see `PackedLinear::compute`).
 unsafe impl Send for Output {}
 unsafe impl Sync for Output {}
 
@@ -311,8 +311,8 @@ impl CustomOp1 for PackedLinear {
             xb
         });
         // Many rows (an image pass): each task takes a block of rows through every column
-        // block, so it converts and packs only its own activations. Few rows (a text at batch
-        // 1, bound by reading the weights): one task per column block.
+        // block, so MKL packs only that task's activations. Few rows (a text at batch 1, bound
+        // by reading the weights): one task per column block, each reading only its weights.
         let threads = rayon::current_num_threads().max(1);
         let row_blocks = if m >= threads * ROW_SPLIT_MIN {
             threads

@@ -11,9 +11,9 @@ use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
 use ivt::model::{Encoder, Modality, ModelFiles, TrainOptions};
 
-fn load(dir: &str) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
+fn load(dir: &str, dtype: DType) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
-    let enc = Encoder::load(&files, &Device::Cpu, DType::F32).expect("load");
+    let enc = Encoder::load(&files, &Device::Cpu, dtype).expect("load");
     let out =
         candle_core::safetensors::load(fixture(dir).join("outputs.safetensors"), &Device::Cpu)
             .expect("outputs");
@@ -32,8 +32,22 @@ fn captions(text: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
+/// The golden PNGs through our decoding and preprocessing.
+fn pixels(dir: &str, enc: &Encoder) -> Vec<image::Pixels> {
+    (0..4)
+        .map(|i| {
+            image::load(
+                &fixture(dir).join(format!("image{i}.png")),
+                enc.config(),
+                DecodeLimits::default(),
+            )
+            .unwrap()
+        })
+        .collect()
+}
+
 fn check_model(dir: &str) {
-    let (enc, out, text) = load(dir);
+    let (enc, out, text) = load(dir, DType::F32);
     // Tokenizer: the shipped vocabulary gives the golden ids.
     let caps = captions(&text);
     let golden_ids = text["input_ids"].as_array().unwrap();
@@ -74,16 +88,7 @@ fn check_model(dir: &str) {
     let inputs =
         candle_core::safetensors::load(fixture(dir).join("inputs.safetensors"), &Device::Cpu)
             .unwrap();
-    let pixels: Vec<_> = (0..4)
-        .map(|i| {
-            image::load(
-                &fixture(dir).join(format!("image{i}.png")),
-                enc.config(),
-                DecodeLimits::default(),
-            )
-            .unwrap()
-        })
-        .collect();
+    let pixels = pixels(dir, &enc);
     let refs: Vec<_> = pixels.iter().collect();
     let x = image::to_tensor(&refs, &Device::Cpu).unwrap();
     assert!(max_abs_diff(&x, &inputs["images"]) < 1e-6);
@@ -131,25 +136,14 @@ fn safetensors_checkpoint_matches_pytorch() {
 fn bf16_products_on_cpu_keep_embeddings_and_rankings() {
     use ivt::text::Tokenized;
     for dir in ["model-tiny-s16", "model-tiny-s12"] {
-        let (_, out, text) = load(dir);
-        let files = ModelFiles::resolve(&fixture(dir), None).unwrap();
-        let enc = Encoder::load(&files, &Device::Cpu, DType::BF16).expect("load bf16");
+        let (enc, out, text) = load(dir, DType::BF16);
         assert_eq!(enc.model().dtype(), DType::F32, "weights stay f32");
         let caps = captions(&text);
         let toks: Vec<Tokenized> = caps.iter().map(|c| enc.tokenize(c).unwrap()).collect();
         let texts = enc
             .embed_tokenized(&toks.iter().collect::<Vec<_>>())
             .unwrap();
-        let pixels: Vec<_> = (0..4)
-            .map(|i| {
-                image::load(
-                    &fixture(dir).join(format!("image{i}.png")),
-                    enc.config(),
-                    DecodeLimits::default(),
-                )
-                .unwrap()
-            })
-            .collect();
+        let pixels = pixels(dir, &enc);
         let images = enc
             .embed_pixels(&pixels.iter().collect::<Vec<_>>())
             .unwrap();

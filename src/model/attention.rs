@@ -98,12 +98,7 @@ impl CustomOp1 for FusedAttention {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("fused-self-attention: expected f32");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("fused-self-attention: expected a contiguous input");
-        };
+        let src = super::ops::contiguous_f32(self.name(), storage, layout)?;
         let (b, n, c3) = layout.shape().dims3()?;
         let c = c3 / 3;
         if c * 3 != c3 || self.heads == 0 || c % self.heads != 0 {
@@ -121,7 +116,6 @@ impl CustomOp1 for FusedAttention {
             }
         }
         let hd = c / self.heads;
-        let src = &data[start..end];
         let heads: Vec<Vec<f32>> = (0..b * self.heads)
             .into_par_iter()
             .map(|task| {

@@ -279,18 +279,12 @@ impl CustomOp1 for PackedLinear {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(data) = storage else {
-            candle_core::bail!("mkl-packed-linear: expected f32 input");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("mkl-packed-linear: expected a contiguous input");
-        };
+        let x = super::ops::contiguous_f32(self.name(), storage, layout)?;
         let (n, k) = (self.out_features, self.in_features);
         let dims = layout.dims();
         if dims.last() != Some(&k) {
             candle_core::bail!("mkl-packed-linear: input {dims:?} does not end in {k} features");
         }
-        let x = &data[start..end];
         let m = x.len() / k;
         let mut out_dims = dims.to_vec();
         if let Some(last) = out_dims.last_mut() {

@@ -81,6 +81,7 @@ fn truncated_files_are_reported_by_name() {
         ("records.jsonl", 10),
         (".hnsw.graph", 8),
         (".hnsw.data", 8),
+        (".flat", 8),
     ] {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("idx");
@@ -100,6 +101,18 @@ fn garbage_in_manifest_records_or_graph_is_corrupt() {
     bytes[..4].copy_from_slice(&[0, 0, 0, 0]); // the dump's magic number
     fs::write(&graph, &bytes).unwrap();
     assert_corrupt(open_error(&dir), "graph");
+
+    // The compact graph searches read: a flipped bit fails its checksum.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let generation = published(&dir);
+    let flat = file_with_suffix(&generation, ".flat");
+    let mut bytes = fs::read(&flat).unwrap();
+    bytes[40] ^= 0x10;
+    fs::write(&flat, &bytes).unwrap();
+    let err = open_error(&dir);
+    assert_corrupt(err, ".flat");
+    assert!(open_error(&dir).to_string().contains("checksum"));
 
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("idx");

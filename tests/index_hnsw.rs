@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use ivt::index::{GalleryIndex, HnswParams, ImageRecord, SearchFilter, SearchParams};
+use ivt::index::{
+    GalleryIndex, HnswParams, ImageRecord, SearchFilter, SearchParams, VectorStorage,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -43,8 +45,12 @@ fn record(i: usize) -> ImageRecord {
 }
 
 fn build(dir: &std::path::Path, vectors: &[Vec<f32>]) -> GalleryIndex {
+    build_with(dir, vectors, VectorStorage::F32)
+}
+
+fn build_with(dir: &std::path::Path, vectors: &[Vec<f32>], storage: VectorStorage) -> GalleryIndex {
     let mut index =
-        GalleryIndex::begin_build(dir, FP, DIM, HnswParams::default(), Default::default()).unwrap();
+        GalleryIndex::begin_build(dir, FP, DIM, HnswParams::default(), storage).unwrap();
     let items: Vec<_> = vectors
         .iter()
         .enumerate()
@@ -108,6 +114,78 @@ fn hnsw_matches_exact_search_before_and_after_reload() {
     let r2 = recall(&reopened, &queries, &SearchFilter::default());
     assert!(r2 >= 0.99, "recall@10 after reload = {r2}");
     same_scores_as_exact(&reopened, &queries);
+}
+
+#[test]
+fn the_graph_over_f16_storage_matches_exact_search() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let index = build_with(&dir, &clustered(N, 5), VectorStorage::F16);
+    let queries = clustered(200, 6);
+    let r = recall(&index, &queries, &SearchFilter::default());
+    assert!(r >= 0.99, "recall@10 = {r}");
+    same_scores_as_exact(&index, &queries);
+}
+
+#[test]
+fn images_added_to_a_published_index_are_found_through_the_graph() {
+    const ADDED: usize = 500;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let vectors = clustered(N + 2 * ADDED, 3);
+    let queries = clustered(100, 4);
+    let check = |index: &GalleryIndex, upto: usize| {
+        let r = recall(index, &queries, &SearchFilter::default());
+        assert!(r >= 0.99, "recall@10 = {r}");
+        same_scores_as_exact(index, &queries);
+        let lost = (N..upto)
+            .filter(|&i| {
+                ids(index, &vectors[i], false, &SearchFilter::default())[0] != format!("img{i}")
+            })
+            .count();
+        assert!(lost <= 1, "{lost} added points cannot find themselves");
+    };
+    let added = |range: std::ops::Range<usize>| -> Vec<_> {
+        range.map(|i| (record(i), vectors[i].clone())).collect()
+    };
+    let mut index = build(&dir, &vectors[..N]);
+    index.add(added(N..N + ADDED)).unwrap();
+    assert_eq!(index.graph_pending(), ADDED);
+    check(&index, N + ADDED);
+    index.save_graph().unwrap();
+    assert_eq!(index.graph_pending(), 0);
+    check(&index, N + ADDED);
+
+    // Added and not saved: re-inserted when the index is opened again.
+    index.add(added(N + ADDED..N + 2 * ADDED)).unwrap();
+    drop(index);
+    let reopened = GalleryIndex::open(&dir, FP).unwrap();
+    assert_eq!(reopened.graph_pending(), ADDED);
+    assert_eq!(reopened.len(), N + 2 * ADDED);
+    check(&reopened, N + 2 * ADDED);
+}
+
+#[test]
+fn an_index_written_before_the_flat_graph_file_is_flattened_when_opened() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    drop(build(&dir, &clustered(N, 7)));
+    let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap();
+    let generation = dir.join(current.trim());
+    let manifest_path = generation.join("manifest.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    let dump = manifest["graph"].as_object_mut().unwrap();
+    let basename = dump["basename"].as_str().unwrap().to_string();
+    assert!(dump.remove("flat_bytes").is_some());
+    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+    std::fs::remove_file(generation.join(format!("{basename}.flat"))).unwrap();
+
+    let index = GalleryIndex::open(&dir, FP).unwrap();
+    let queries = clustered(200, 8);
+    let r = recall(&index, &queries, &SearchFilter::default());
+    assert!(r >= 0.99, "recall@10 = {r}");
+    same_scores_as_exact(&index, &queries);
 }
 
 /// Graph hits carry exactly the scores exact search gives the same images (the graph re-scores

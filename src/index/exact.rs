@@ -138,6 +138,39 @@ fn score_rows(
     }
 }
 
+/// Scores single rows against one query as exact search does (f16 rows converted through a
+/// reusable buffer), for graph walks over the store.
+pub(crate) struct RowScorer<'a> {
+    store: &'a EmbeddingStore,
+    query: &'a [f32],
+    buf: Vec<f32>,
+}
+
+impl<'a> RowScorer<'a> {
+    pub(crate) fn new(store: &'a EmbeddingStore, query: &'a [f32]) -> Self {
+        let buf = if store.as_f16().is_some() {
+            vec![0f32; store.dim()]
+        } else {
+            Vec::new()
+        };
+        RowScorer { store, query, buf }
+    }
+
+    /// The query's dot product with row `slot`.
+    pub(crate) fn score(&mut self, slot: usize) -> f32 {
+        let dim = self.store.dim();
+        let range = slot * dim..(slot + 1) * dim;
+        if let Some(all) = self.store.as_f32() {
+            dot(self.query, &all[range])
+        } else if let Some(all) = self.store.as_f16() {
+            f16_to_f32(&all[range], &mut self.buf);
+            dot(self.query, &self.buf)
+        } else {
+            f32::NEG_INFINITY
+        }
+    }
+}
+
 fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     use half::slice::HalfFloatSliceExt;
     src.convert_to_f32_slice(dst);

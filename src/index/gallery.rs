@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use super::embeddings::EmbeddingStore;
 use super::filter::CompiledFilter;
-use super::graph::Graph;
+use super::flat::FlatGraph;
+use super::graph::{release_freed_heap, Graph};
 use super::hits::persons_by_widening;
 use super::manifest::{IndexManifest, VectorStorage};
 use super::metadata::{encode_records, Metadata, RECORDS_FILE};
@@ -33,7 +34,10 @@ pub struct GalleryIndex {
     manifest: IndexManifest,
     meta: Metadata,
     vectors: EmbeddingStore,
-    /// The HNSW graph over every slot (removed ones are filtered out); `None` while empty.
+    /// The dumped graph in its compact serving form, over slots `0..flat.len()`.
+    flat: Option<FlatGraph>,
+    /// A live hnsw_rs graph: over every slot while there is no `flat` (a build), else over the
+    /// slots added since (`flat.len()..`). Removed slots are filtered out of both.
     graph: Option<Graph>,
 }
 
@@ -98,7 +102,7 @@ impl GalleryIndex {
     /// generations.
     pub fn publish(&mut self) -> Result<(), IndexError> {
         if self.is_building() {
-            self.insert_into_graph(self.graph.as_ref().map_or(0, Graph::len));
+            self.insert_into_graph(self.graph_len());
             if self.graph_pending() > 0 {
                 self.save_graph()?;
             }
@@ -154,8 +158,8 @@ impl GalleryIndex {
         }
         let meta = Metadata::read(&dir, manifest.slots, manifest.records_bytes)?;
         let vectors = EmbeddingStore::open(&dir, manifest.dim, manifest.storage, manifest.slots)?;
-        let graph = match &manifest.graph {
-            Some(dump) => Some(Graph::load(&dir, dump)?),
+        let flat = match &manifest.graph {
+            Some(dump) => Some(load_flat(&dir, dump)?),
             None => None,
         };
         let mut index = GalleryIndex {
@@ -164,13 +168,19 @@ impl GalleryIndex {
             manifest,
             meta,
             vectors,
-            graph,
+            flat,
+            graph: None,
         };
         index.sync_counts();
         if !index.is_building() {
-            index.insert_into_graph(index.graph.as_ref().map_or(0, Graph::len));
+            index.insert_into_graph(index.graph_len());
         }
         Ok(index)
+    }
+
+    /// Slots the graphs cover (the flat graph's, then the live graph's).
+    fn graph_len(&self) -> usize {
+        self.flat.as_ref().map_or(0, FlatGraph::len) + self.graph.as_ref().map_or(0, Graph::len)
     }
 
     /// True for an unpublished generation: its graph is built in one parallel pass at publish
@@ -188,7 +198,7 @@ impl GalleryIndex {
         }
         let graph = self
             .graph
-            .get_or_insert_with(|| Graph::new(&self.manifest.hnsw, slots));
+            .get_or_insert_with(|| Graph::new(&self.manifest.hnsw, slots - from));
         // In chunks, so a bulk build never holds a second copy of every vector.
         for start in (from..slots).step_by(GRAPH_INSERT_CHUNK) {
             let end = (start + GRAPH_INSERT_CHUNK).min(slots);
@@ -209,16 +219,34 @@ impl GalleryIndex {
     }
 
     /// Dumps the graph so that opening the index needs no re-insertion; the old dump is
-    /// deleted once the manifest points at the new one.
+    /// deleted once the manifest points at the new one. Afterwards the graph is held in its
+    /// compact form only.
     pub fn save_graph(&mut self) -> Result<(), IndexError> {
+        if self.graph_pending() == 0 && self.graph.is_none() {
+            return Ok(());
+        }
+        if let (Some(_), Some(dump)) = (&self.flat, &self.manifest.graph) {
+            // Adding to the dumped graph needs hnsw_rs's own form of it: reload that (for the
+            // duration of this call) and insert the slots added since.
+            let full = Graph::load(&self.dir, dump)?;
+            self.flat = None;
+            self.graph = Some(full);
+            self.insert_into_graph(self.graph_len());
+        }
         let Some(graph) = &self.graph else {
             return Ok(());
         };
-        let dump = graph.dump(&self.dir, &format!("graph-{:09}", graph.len()))?;
+        let basename = format!("graph-{:09}", graph.len());
+        let mut dump = graph.dump(&self.dir, &basename)?;
+        let flat = graph.to_flat()?;
+        dump.flat_bytes = Some(flat.write(&self.dir.join(format!("{}.flat", dump.basename)))?);
         let old = self.manifest.graph.replace(dump.clone());
         self.manifest.write(&self.dir)?;
+        self.flat = Some(flat);
+        self.graph = None;
+        release_freed_heap();
         if let Some(old) = old.filter(|o| o.basename != dump.basename) {
-            for ext in ["hnsw.graph", "hnsw.data"] {
+            for ext in ["hnsw.graph", "hnsw.data", "flat"] {
                 // A leftover file only wastes disk space; the manifest no longer names it.
                 let _ = std::fs::remove_file(self.dir.join(format!("{}.{ext}", old.basename)));
             }
@@ -329,9 +357,9 @@ impl GalleryIndex {
         filter: &SearchFilter,
     ) -> Vec<(usize, f32)> {
         let compiled = CompiledFilter::new(&self.meta, filter);
-        let Some(graph) = self.graph.as_ref().filter(|_| !params.exact) else {
+        if params.exact || (self.flat.is_none() && self.graph.is_none()) {
             return exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s));
-        };
+        }
         // Fraction of the graph's points that may be returned (tombstones and filter aside).
         let slots = self.meta.slots().max(1) as f64;
         let mut allowed_fraction = self.len() as f64 / slots;
@@ -353,9 +381,19 @@ impl GalleryIndex {
         let widened = (ef as f64 / allowed_fraction.max(1e-6)).ceil() as usize;
         let ef = widened.clamp(ef, ef * MAX_EF_WIDENING);
         let needs_filter = !compiled.is_trivial() || self.meta.removed() > 0;
+        let Some(graph) = &self.graph else {
+            return self.search_flat(query, k, ef, needs_filter.then_some(&compiled));
+        };
         let filter: Option<&dyn hnsw_rs::prelude::FilterT> =
             if needs_filter { Some(&compiled) } else { None };
         let found = graph.search(query, k, ef, filter);
+        if self.flat.is_some() {
+            // `graph` holds only the slots added since the dump: merge with the flat graph's.
+            let added: Vec<usize> = found.into_iter().map(|(slot, _)| slot).collect();
+            let mut best = exact::search_slots(&self.vectors, query, k, &added);
+            best.extend(self.search_flat(query, k, ef, needs_filter.then_some(&compiled)));
+            return exact::top_k(best, k);
+        }
         // Re-score with exact search's dot product so graph and exact results carry identical
         // scores. With f32 storage the graph holds the very same vectors: scoring from them
         // leaves the embeddings file untouched, so a serving process keeps one copy of the
@@ -368,6 +406,24 @@ impl GalleryIndex {
         }
         let slots: Vec<usize> = found.into_iter().map(|(slot, _)| slot).collect();
         exact::search_slots(&self.vectors, query, k, &slots)
+    }
+
+    /// Searches the flat graph, scoring rows of the embeddings store as exact search does.
+    fn search_flat(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: usize,
+        filter: Option<&CompiledFilter>,
+    ) -> Vec<(usize, f32)> {
+        let Some(flat) = &self.flat else {
+            return Vec::new();
+        };
+        let mut scorer = exact::RowScorer::new(&self.vectors, query);
+        let allow = filter.map(|f| move |s: usize| f.allows(s));
+        let allow_ref: Option<&dyn Fn(usize) -> bool> =
+            allow.as_ref().map(|f| f as &dyn Fn(usize) -> bool);
+        flat.search(&mut |s| scorer.score(s), k, ef, allow_ref)
     }
 
     fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {
@@ -486,4 +542,19 @@ impl GalleryIndex {
         self.manifest.write(&self.dir)?;
         Ok(removed)
     }
+}
+
+/// The dumped graph in its compact form: read from its `.flat` file, or (an index written
+/// before that file existed) reloaded through hnsw_rs and flattened.
+fn load_flat(dir: &Path, dump: &super::GraphDump) -> Result<FlatGraph, IndexError> {
+    if let Some(bytes) = dump.flat_bytes {
+        Graph::check_dump(dir, dump)?;
+        let path = dir.join(format!("{}.flat", dump.basename));
+        return FlatGraph::read(&path, bytes, dump.points);
+    }
+    let graph = Graph::load(dir, dump)?;
+    let flat = graph.to_flat();
+    drop(graph);
+    release_freed_heap();
+    flat
 }

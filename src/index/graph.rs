@@ -9,6 +9,7 @@ use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::{HnswIo, ReloadOptions};
 use hnsw_rs::prelude::{Distance, FilterT, Hnsw};
 
+use super::flat::{FlatGraph, PointLists};
 use super::manifest::GraphDump;
 use super::{exact, HnswParams, IndexError};
 
@@ -75,6 +76,26 @@ impl Graph {
         }
     }
 
+    /// Checks a dump without loading it: both files have their recorded sizes and the graph
+    /// file starts with one of hnsw_rs's description magics (`MAGICDESCR_2/3/4` in
+    /// `hnswio.rs`). Opening an index only reads the flat graph, but later adds need the dump.
+    pub(crate) fn check_dump(dir: &Path, dump: &GraphDump) -> Result<(), IndexError> {
+        let graph = dir.join(format!("{}.hnsw.graph", dump.basename));
+        check_size(&graph, dump.graph_bytes)?;
+        check_size(
+            &dir.join(format!("{}.hnsw.data", dump.basename)),
+            dump.data_bytes,
+        )?;
+        let mut magic = [0u8; 4];
+        std::fs::File::open(&graph)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic))
+            .map_err(IndexError::io(&graph))?;
+        if ![0x002a_677f_u32, 0x002a_6771, 0x002a_6779].contains(&u32::from_ne_bytes(magic)) {
+            return Err(IndexError::corrupt(graph, "not an hnsw_rs graph dump"));
+        }
+        Ok(())
+    }
+
     /// Reloads a dump from `dir`, memory-mapping its vectors instead of reading them.
     pub(crate) fn load(dir: &Path, dump: &GraphDump) -> Result<Self, IndexError> {
         check_size(
@@ -123,6 +144,41 @@ impl Graph {
         self.hnsw.get_nb_point()
     }
 
+    /// The graph's neighbour lists as a [`FlatGraph`] over slots `0..len()` (data ids are
+    /// slots, inserted densely from 0).
+    pub(crate) fn to_flat(&self) -> Result<FlatGraph, IndexError> {
+        let n = self.len();
+        let indexation = self.hnsw.get_point_indexation();
+        let top = self.hnsw.get_max_level_observed() as usize;
+        let mut entry = None;
+        let mut points = Vec::with_capacity(n);
+        if n > 0 {
+            for point in indexation {
+                let slot = point.get_origin_id();
+                let level = point.get_point_id().0 as usize;
+                if slot >= n {
+                    return Err(IndexError::Graph {
+                        path: Default::default(),
+                        message: format!("graph point with slot {slot} beyond its {n} points"),
+                    });
+                }
+                if level == top && entry.is_none() {
+                    entry = Some(slot);
+                }
+                let mut levels = point.get_neighborhood_id();
+                levels.truncate(level + 1);
+                points.push(PointLists {
+                    slot,
+                    levels: levels
+                        .into_iter()
+                        .map(|l| l.into_iter().map(|nb| nb.d_id as u32).collect())
+                        .collect(),
+                });
+            }
+        }
+        Ok(FlatGraph::from_lists(n, entry.unwrap_or(0), points))
+    }
+
     /// Inserts `(vector, slot)` pairs, in parallel for large batches.
     pub(crate) fn insert(&self, items: &[(&[f32], usize)]) {
         if items.len() >= PARALLEL_INSERT_MIN {
@@ -165,6 +221,7 @@ impl Graph {
             points: self.len(),
             graph_bytes: sync_file(&graph)?,
             data_bytes: sync_file(&data)?,
+            flat_bytes: None,
         })
     }
 }

@@ -43,6 +43,10 @@ pub struct GraphDump {
     pub graph_bytes: u64,
     /// Size of the `.hnsw.data` file.
     pub data_bytes: u64,
+    /// Size of `<basename>.flat`, the compact form searches use (absent in indexes written
+    /// before it existed: they are flattened when opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flat_bytes: Option<u64>,
 }
 
 /// Everything needed to interpret an index directory; printed by `ivt index info`.

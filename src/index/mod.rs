@@ -5,7 +5,8 @@
 //! - [`GalleryBackend`]: the gallery as the service and CLI see it, kept in the embedded index
 //!   ([`EmbeddedGallery`]) or in a Milvus collection ([`milvus::MilvusGallery`]).
 //! - On disk, `<index>/CURRENT` names a generation directory holding `manifest.json`,
-//!   `records.jsonl`, `embeddings.f32` (or `.f16`), `tombstones.u32` and the hnsw_rs dump.
+//!   `records.jsonl`, `embeddings.f32` (or `.f16`), `tombstones.u32`, the hnsw_rs dump and
+//!   its neighbour lists in compact form (`<graph>.flat`), which is what searches walk.
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
 
@@ -15,6 +16,7 @@ mod embeddings;
 mod error;
 mod exact;
 mod filter;
+mod flat;
 mod fsio;
 mod gallery;
 mod graph;

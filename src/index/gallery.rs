@@ -175,6 +175,8 @@ impl GalleryIndex {
         if !index.is_building() {
             index.insert_into_graph(index.graph_len());
         }
+        // The records file and the parsing's temporaries are freed by now.
+        release_freed_heap();
         Ok(index)
     }
 

@@ -49,6 +49,10 @@ impl Metadata {
     /// Reads the first `slots` records and the tombstones from `dir`.
     pub(crate) fn read(dir: &Path, slots: usize, records_bytes: u64) -> Result<Self, IndexError> {
         let mut meta = Metadata::default();
+        // Exact sizes: growing by doubling would leave up to half of each unused.
+        meta.records.reserve_exact(slots);
+        meta.rows.reserve_exact(slots);
+        meta.live_ids.reserve(slots);
         for record in read_records(dir, slots, records_bytes)? {
             meta.push(record);
         }

@@ -104,8 +104,8 @@ impl FlatGraph {
         self.offsets.len() - 1
     }
 
-    /// Heap bytes held (for logs and the memory benchmark).
-    pub(crate) fn heap_bytes(&self) -> usize {
+    /// Heap bytes held (sizes the buffer the file is written from).
+    fn heap_bytes(&self) -> usize {
         let upper: usize = self
             .upper
             .iter()

@@ -240,7 +240,7 @@ impl GalleryIndex {
         };
         let basename = format!("graph-{:09}", graph.len());
         let mut dump = graph.dump(&self.dir, &basename)?;
-        let flat = graph.to_flat()?;
+        let flat = graph.to_flat(&self.dir)?;
         dump.flat_bytes = Some(flat.write(&self.dir.join(format!("{}.flat", dump.basename)))?);
         let old = self.manifest.graph.replace(dump.clone());
         self.manifest.write(&self.dir)?;
@@ -555,7 +555,7 @@ fn load_flat(dir: &Path, dump: &super::GraphDump) -> Result<FlatGraph, IndexErro
         return FlatGraph::read(&path, bytes, dump.points);
     }
     let graph = Graph::load(dir, dump)?;
-    let flat = graph.to_flat();
+    let flat = graph.to_flat(dir);
     drop(graph);
     release_freed_heap();
     flat

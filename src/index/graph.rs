@@ -145,8 +145,8 @@ impl Graph {
     }
 
     /// The graph's neighbour lists as a [`FlatGraph`] over slots `0..len()` (data ids are
-    /// slots, inserted densely from 0).
-    pub(crate) fn to_flat(&self) -> Result<FlatGraph, IndexError> {
+    /// slots, inserted densely from 0); `dir` names the index in errors.
+    pub(crate) fn to_flat(&self, dir: &Path) -> Result<FlatGraph, IndexError> {
         let n = self.len();
         let indexation = self.hnsw.get_point_indexation();
         let top = self.hnsw.get_max_level_observed() as usize;
@@ -158,7 +158,7 @@ impl Graph {
                 let level = point.get_point_id().0 as usize;
                 if slot >= n {
                     return Err(IndexError::Graph {
-                        path: Default::default(),
+                        path: dir.to_path_buf(),
                         message: format!("graph point with slot {slot} beyond its {n} points"),
                     });
                 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::queue::{Encoded, Entry};
+use super::queue::{Encoded, Entry, QueueSlot};
 use super::{metrics, ServiceError};
 use crate::image::{decode, preprocess, DecodeLimits, Pixels};
 use crate::model::IvtConfig;
@@ -171,9 +171,13 @@ impl Infer {
                 reply,
                 enqueued: Instant::now(),
                 deadline,
-                _permit: permit
-                    .split(1)
-                    .ok_or_else(|| ServiceError::Internal("fewer permits than inputs".into()))?,
+                slot: QueueSlot::new(
+                    permit.split(1).ok_or_else(|| {
+                        ServiceError::Internal("fewer permits than inputs".into())
+                    })?,
+                    self.permits.clone(),
+                    self.max_queue,
+                ),
             };
             queue.try_send(entry).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ServiceError::Overloaded {

@@ -1,9 +1,10 @@
 //! The request queue and the batching task: entries wait here until the model thread can take a
 //! batch. Entries whose caller went away (cancelled, deadline passed) are dropped unencoded.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use super::{metrics, BatchConfig, ServiceError};
 use crate::image::Pixels;
@@ -32,10 +33,48 @@ pub struct Entry<T> {
     pub deadline: Option<Instant>,
     /// The admission permit travels with the entry, so the queue limit counts exactly the
     /// entries not yet answered or dropped, even when callers give up.
-    pub _permit: OwnedSemaphorePermit,
+    pub slot: QueueSlot,
+}
+
+/// One admitted input's place in the queue. Releasing it (when its entry is answered or
+/// dropped) also updates the queue-depth gauge, which would otherwise keep the value read
+/// while the entry was still held.
+pub struct QueueSlot {
+    permit: Option<OwnedSemaphorePermit>,
+    semaphore: Arc<Semaphore>,
+    capacity: usize,
+}
+
+impl QueueSlot {
+    /// Wraps one permit of `semaphore`, a queue of `capacity` places.
+    pub fn new(permit: OwnedSemaphorePermit, semaphore: Arc<Semaphore>, capacity: usize) -> Self {
+        QueueSlot {
+            permit: Some(permit),
+            semaphore,
+            capacity,
+        }
+    }
+}
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        drop(self.permit.take());
+        let depth = self
+            .capacity
+            .saturating_sub(self.semaphore.available_permits());
+        metrics::queue_depth(depth);
+    }
 }
 
 impl<T> Entry<T> {
+    /// Answers the caller, releasing the queue place first: once the caller has the answer,
+    /// the queue depth no longer counts it.
+    pub fn answer(self, result: Result<Encoded, ServiceError>) {
+        let Entry { reply, slot, .. } = self;
+        drop(slot);
+        let _ = reply.send(result);
+    }
+
     /// False (and the caller told, if still listening) when the entry should not be encoded.
     pub fn is_live(&mut self, now: Instant) -> bool {
         if self.reply.is_closed() {

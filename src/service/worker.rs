@@ -55,7 +55,7 @@ fn process<T>(
     for (entry, embedding) in entries.into_iter().zip(rows) {
         let queue = start.saturating_duration_since(entry.enqueued);
         metrics::stage("queue", queue);
-        let _ = entry.reply.send(Ok(Encoded {
+        entry.answer(Ok(Encoded {
             embedding,
             queue,
             encode,
@@ -66,8 +66,6 @@ fn process<T>(
 fn fail_all<T>(entries: Vec<Entry<T>>, message: &str) {
     tracing::error!(batch = entries.len(), "{message}");
     for entry in entries {
-        let _ = entry
-            .reply
-            .send(Err(ServiceError::Internal(message.to_string())));
+        entry.answer(Err(ServiceError::Internal(message.to_string())));
     }
 }

@@ -13,9 +13,9 @@ const CHUNK_ROWS: usize = 2048;
 
 /// A scored slot ordered so that a `BinaryHeap` pops the *worst* first (a bounded top-k).
 #[derive(Debug, Clone, Copy)]
-struct Scored {
-    score: f32,
-    slot: usize,
+pub(crate) struct Scored {
+    pub(crate) score: f32,
+    pub(crate) slot: usize,
 }
 
 impl PartialEq for Scored {
@@ -40,20 +40,20 @@ impl Ord for Scored {
 }
 
 /// Keeps the best `k` scores seen.
-struct TopK {
+pub(crate) struct TopK {
     k: usize,
     heap: BinaryHeap<Scored>,
 }
 
 impl TopK {
-    fn new(k: usize) -> Self {
+    pub(crate) fn new(k: usize) -> Self {
         TopK {
             k,
             heap: BinaryHeap::with_capacity(k + 1),
         }
     }
 
-    fn push(&mut self, slot: usize, score: f32) {
+    pub(crate) fn push(&mut self, slot: usize, score: f32) {
         let item = Scored { score, slot };
         if self.heap.len() < self.k {
             self.heap.push(item);
@@ -61,6 +61,13 @@ impl TopK {
             self.heap.pop();
             self.heap.push(item);
         }
+    }
+
+    /// The lowest score kept, once `k` are kept (a candidate must beat it to enter).
+    pub(crate) fn full_at(&self) -> Option<f32> {
+        (self.heap.len() >= self.k)
+            .then(|| self.heap.peek().map(|w| w.score))
+            .flatten()
     }
 
     fn merge(mut self, other: TopK) -> TopK {
@@ -71,7 +78,7 @@ impl TopK {
     }
 
     /// Best first.
-    fn into_sorted(self) -> Vec<(usize, f32)> {
+    pub(crate) fn into_sorted(self) -> Vec<(usize, f32)> {
         let mut v = self.heap.into_vec();
         v.sort();
         v.into_iter().map(|s| (s.slot, s.score)).collect()
@@ -124,22 +131,14 @@ fn score_rows(
     allow: &(dyn Fn(usize) -> bool + Sync),
     top: &mut TopK,
 ) {
-    let dim = store.dim();
-    if let Some(all) = store.as_f32() {
-        for s in slots.filter(|&s| allow(s)) {
-            top.push(s, dot(query, &all[s * dim..(s + 1) * dim]));
-        }
-    } else if let Some(all) = store.as_f16() {
-        let mut buf = vec![0f32; dim];
-        for s in slots.filter(|&s| allow(s)) {
-            f16_to_f32(&all[s * dim..(s + 1) * dim], &mut buf);
-            top.push(s, dot(query, &buf));
-        }
+    let mut scorer = RowScorer::new(store, query);
+    for s in slots.filter(|&s| allow(s)) {
+        top.push(s, scorer.score(s));
     }
 }
 
-/// Scores single rows against one query as exact search does (f16 rows converted through a
-/// reusable buffer), for graph walks over the store.
+/// Scores single rows of the store against one query (f16 rows converted through a reusable
+/// buffer): exact search and graph walks score alike.
 pub(crate) struct RowScorer<'a> {
     store: &'a EmbeddingStore,
     query: &'a [f32],
@@ -214,8 +213,9 @@ pub(crate) fn search_slots(
     slots: &[usize],
 ) -> Vec<(usize, f32)> {
     let mut top = TopK::new(k);
+    let mut scorer = RowScorer::new(store, query);
     for &s in slots {
-        score_rows(store, query, s..s + 1, &|_| true, &mut top);
+        top.push(s, scorer.score(s));
     }
     top.into_sorted()
 }

@@ -13,11 +13,12 @@
 //! CRC-32 of all preceding words.
 
 use std::cell::RefCell;
-use std::cmp::Ordering;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use super::exact::{Scored, TopK};
 use super::IndexError;
 
 const MAGIC: [u32; 2] = [u32::from_le_bytes(*b"IVTF"), u32::from_le_bytes(*b"LAT\0")];
@@ -127,13 +128,12 @@ impl FlatGraph {
         score: &mut dyn FnMut(usize) -> f32,
         k: usize,
         ef: usize,
-        allow: Option<&dyn Fn(usize) -> bool>,
+        allow: &dyn Fn(usize) -> bool,
     ) -> Vec<(usize, f32)> {
         if self.len() == 0 || k == 0 {
             return Vec::new();
         }
         let ef = ef.max(k);
-        let allowed = |s: u32| allow.is_none_or(|f| f(s as usize));
         let mut cur = self.entry;
         let mut cur_score = score(cur as usize);
         for layer in self.upper.iter().rev() {
@@ -154,35 +154,35 @@ impl FlatGraph {
             let mut visited = visited.borrow_mut();
             visited.reset(self.len());
             visited.insert(cur);
-            // Candidates: best first. Results: worst first, at most `ef`, allowed only.
-            let mut candidates = BinaryHeap::from([Ranked(cur_score, cur)]);
-            let mut results: BinaryHeap<std::cmp::Reverse<Ranked>> = BinaryHeap::new();
-            if allowed(cur) {
-                results.push(std::cmp::Reverse(Ranked(cur_score, cur)));
+            // Candidates: best first. Results: the best `ef` allowed ones.
+            let mut candidates = BinaryHeap::from([Reverse(Scored {
+                score: cur_score,
+                slot: cur as usize,
+            })]);
+            let mut results = TopK::new(ef);
+            if allow(cur as usize) {
+                results.push(cur as usize, cur_score);
             }
-            while let Some(Ranked(s, c)) = candidates.pop() {
-                let worst = results.peek().map(|r| r.0 .0);
-                if results.len() >= ef && worst.is_some_and(|w| s < w) {
+            while let Some(Reverse(Scored { score: s, slot: c })) = candidates.pop() {
+                if results.full_at().is_some_and(|w| s < w) {
                     break;
                 }
-                for &v in self.neighbours0(c) {
+                for &v in self.neighbours0(c as u32) {
                     if !visited.insert(v) {
                         continue;
                     }
-                    let sv = score(v as usize);
-                    let worst = results.peek().map(|r| r.0 .0);
-                    if results.len() < ef || worst.is_some_and(|w| sv > w) {
-                        candidates.push(Ranked(sv, v));
-                        if allowed(v) {
-                            results.push(std::cmp::Reverse(Ranked(sv, v)));
-                            if results.len() > ef {
-                                results.pop();
-                            }
+                    let (slot, sv) = (v as usize, score(v as usize));
+                    if results.full_at().is_none_or(|w| sv > w) {
+                        candidates.push(Reverse(Scored { score: sv, slot }));
+                        if allow(slot) {
+                            results.push(slot, sv);
                         }
                     }
                 }
             }
-            super::exact::top_k(results.into_iter().map(|r| (r.0 .1 as usize, r.0 .0)), k)
+            let mut best = results.into_sorted();
+            best.truncate(k);
+            best
         })
     }
 
@@ -329,27 +329,6 @@ impl<'a> Words<'a> {
     }
 }
 
-/// A similarity and a slot, ordered by similarity (then by lower slot).
-#[derive(Clone, Copy)]
-struct Ranked(f32, u32);
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Ranked {}
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
-}
-
 /// Visited marks by generation, so a search does not clear an array the size of the gallery.
 struct Visited {
     marks: Vec<u32>,
@@ -409,12 +388,12 @@ mod tests {
         // Similarity peaks at slot 30.
         let mut score = |s: usize| -((s as f32) - 30.0).abs();
         assert_eq!(
-            g.search(&mut score, 3, 8, None),
+            g.search(&mut score, 3, 8, &|_| true),
             vec![(30, 0.0), (29, -1.0), (31, -1.0)]
         );
         let odd = |s: usize| s % 2 == 1;
         let got: Vec<usize> = g
-            .search(&mut score, 2, 8, Some(&odd))
+            .search(&mut score, 2, 8, &odd)
             .into_iter()
             .map(|(s, _)| s)
             .collect();

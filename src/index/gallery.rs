@@ -422,10 +422,8 @@ impl GalleryIndex {
             return Vec::new();
         };
         let mut scorer = exact::RowScorer::new(&self.vectors, query);
-        let allow = filter.map(|f| move |s: usize| f.allows(s));
-        let allow_ref: Option<&dyn Fn(usize) -> bool> =
-            allow.as_ref().map(|f| f as &dyn Fn(usize) -> bool);
-        flat.search(&mut |s| scorer.score(s), k, ef, allow_ref)
+        let allow = |s: usize| filter.is_none_or(|f| f.allows(s));
+        flat.search(&mut |s| scorer.score(s), k, ef, &allow)
     }
 
     fn to_hits(&self, found: Vec<(usize, f32)>) -> Vec<ImageHit> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
-use super::queue::{Encoded, Entry, QueueSlot};
+use super::queue::{depth, Encoded, Entry, QueueSlot};
 use super::{metrics, ServiceError};
 use crate::image::{decode, preprocess, DecodeLimits, Pixels};
 use crate::model::IvtConfig;
@@ -66,8 +66,7 @@ impl Infer {
 
     /// Inputs admitted and not yet answered.
     pub fn queue_depth(&self) -> usize {
-        self.max_queue
-            .saturating_sub(self.permits.available_permits())
+        depth(&self.permits, self.max_queue)
     }
 
     /// Embeds texts (already checked for size by the caller).
@@ -192,7 +191,6 @@ impl Infer {
         for rx in replies {
             encoded.push(rx.await.map_err(|_| ServiceError::ShuttingDown)??);
         }
-        metrics::queue_depth(self.queue_depth());
         Ok(encoded)
     }
 }

@@ -59,11 +59,13 @@ impl QueueSlot {
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         drop(self.permit.take());
-        let depth = self
-            .capacity
-            .saturating_sub(self.semaphore.available_permits());
-        metrics::queue_depth(depth);
+        metrics::queue_depth(depth(&self.semaphore, self.capacity));
     }
+}
+
+/// Places of a queue of `capacity` that are taken (admitted and not yet answered).
+pub fn depth(semaphore: &Semaphore, capacity: usize) -> usize {
+    capacity.saturating_sub(semaphore.available_permits())
 }
 
 impl<T> Entry<T> {

@@ -76,20 +76,19 @@ impl<T> Entry<T> {
         drop(slot);
         let _ = reply.send(result);
     }
+}
 
-    /// False (and the caller told, if still listening) when the entry should not be encoded.
-    pub fn is_live(&mut self, now: Instant) -> bool {
-        if self.reply.is_closed() {
-            return false;
+/// Keeps the entries worth encoding. Those whose caller went away are dropped; those past their
+/// deadline are answered with `DeadlineExceeded` through [`Entry::answer`], so their queue place
+/// is released before the caller hears, as for every other answer.
+pub fn retain_live<T>(entries: &mut Vec<Entry<T>>, now: Instant) {
+    for entry in std::mem::take(entries) {
+        if entry.reply.is_closed() {
+            continue;
         }
-        match self.deadline {
-            Some(d) if d <= now => {
-                let (tx, _) = oneshot::channel();
-                let reply = std::mem::replace(&mut self.reply, tx);
-                let _ = reply.send(Err(ServiceError::DeadlineExceeded("queued")));
-                false
-            }
-            _ => true,
+        match entry.deadline {
+            Some(d) if d <= now => entry.answer(Err(ServiceError::DeadlineExceeded("queued"))),
+            _ => entries.push(entry),
         }
     }
 }
@@ -130,11 +129,53 @@ pub async fn batching_task<T>(
                 Err(_) => break,
             }
         }
-        let now = Instant::now();
-        batch.retain_mut(|e| e.is_live(now));
+        retain_live(&mut batch, Instant::now());
         if !batch.is_empty() {
             metrics::batch(modality, batch.len());
             slot.send(wrap(batch));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(
+        semaphore: &Arc<Semaphore>,
+        deadline: Option<Instant>,
+    ) -> (Entry<u32>, oneshot::Receiver<Result<Encoded, ServiceError>>) {
+        let (reply, rx) = oneshot::channel();
+        let permit = semaphore.clone().try_acquire_owned().expect("a free place");
+        let entry = Entry {
+            input: 0,
+            reply,
+            enqueued: Instant::now(),
+            deadline,
+            slot: QueueSlot::new(permit, semaphore.clone(), 3),
+        };
+        (entry, rx)
+    }
+
+    #[test]
+    fn retain_live_keeps_live_entries_answers_expired_ones_and_frees_places() {
+        let semaphore = Arc::new(Semaphore::new(3));
+        let now = Instant::now();
+        let (live, _live_rx) = entry(&semaphore, Some(now + Duration::from_secs(60)));
+        let (expired, mut expired_rx) = entry(&semaphore, Some(now));
+        let (gone, gone_rx) = entry(&semaphore, None);
+        drop(gone_rx);
+        let mut entries = vec![live, expired, gone];
+        assert_eq!(depth(&semaphore, 3), 3);
+
+        retain_live(&mut entries, now);
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].deadline, Some(now + Duration::from_secs(60)));
+        // The expired caller was told; its place and the gone caller's are free.
+        match expired_rx.try_recv() {
+            Ok(Err(ServiceError::DeadlineExceeded(stage))) => assert_eq!(stage, "queued"),
+            other => panic!("expected DeadlineExceeded, got {other:?}"),
+        }
+        assert_eq!(depth(&semaphore, 3), 1);
     }
 }

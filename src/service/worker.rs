@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
-use super::queue::{Batch, Encoded, Entry};
+use super::queue::{retain_live, Batch, Encoded, Entry};
 use super::{metrics, ServiceError};
 use crate::model::{Encoder, ModelError};
 
@@ -35,7 +35,7 @@ fn process<T>(
     embed: impl Fn(&[&T]) -> Result<Vec<Vec<f32>>, ModelError>,
 ) {
     let start = Instant::now();
-    entries.retain_mut(|e| e.is_live(start));
+    retain_live(&mut entries, start);
     if entries.is_empty() {
         return;
     }

@@ -81,6 +81,52 @@ fn exact_copy_ranks_first_and_survives_reopen() {
 }
 
 #[test]
+fn excluded_images_are_left_out_of_graph_and_exact_searches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let index = gallery(&tmp.path().join("idx"));
+    let filter = SearchFilter {
+        exclude_image_ids: vec!["img5".into(), "no-such-image".into()],
+        ..Default::default()
+    };
+    for exact_search in [true, false] {
+        let params = SearchParams {
+            exact: exact_search,
+            ..exact(12)
+        };
+        let hits = index.search_images(&unit(5), &params, &filter).unwrap();
+        let ids: Vec<&str> = hits.iter().map(|h| h.record.image_id.as_str()).collect();
+        assert_eq!(ids.len(), 11, "exact {exact_search}: {ids:?}");
+        assert!(!ids.contains(&"img5"), "exact {exact_search}: {ids:?}");
+        // Its person is still found, through its other images.
+        let persons = index.search_persons(&unit(5), &params, &filter).unwrap();
+        let p1 = persons.iter().find(|p| p.person_id == "p1").unwrap();
+        let p1_ids: Vec<&str> = p1
+            .images
+            .iter()
+            .map(|h| h.record.image_id.as_str())
+            .collect();
+        assert_eq!(p1_ids.len(), 2, "{p1_ids:?}");
+        assert!(!p1_ids.contains(&"img5"));
+    }
+}
+
+#[test]
+fn stored_images_are_read_back_by_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let backend = ivt::index::EmbeddedGallery::new(gallery(&tmp.path().join("idx")));
+    use ivt::index::GalleryBackend;
+    let (record, embedding) = backend.image("img7").unwrap().unwrap();
+    assert_eq!(record, self::record(7, "p3", "c1", 7));
+    assert_eq!(embedding, unit(7));
+    assert!(backend.image("img99").unwrap().is_none());
+    backend.remove(&["img7".into()], &[]).unwrap();
+    assert!(
+        backend.image("img7").unwrap().is_none(),
+        "removed images are gone"
+    );
+}
+
+#[test]
 fn persons_are_grouped_and_scored_by_their_best_image() {
     let tmp = tempfile::tempdir().unwrap();
     let index = gallery(&tmp.path().join("idx"));
@@ -111,6 +157,7 @@ fn filters_restrict_camera_time_and_persons() {
         captured_from: Some(Utc.with_ymd_and_hms(2024, 5, 1, 2, 0, 0).unwrap()),
         captured_to: Some(Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 0).unwrap()),
         exclude_person_ids: vec!["p3".into()],
+        ..Default::default()
     };
     // c1 holds images 1, 4, 7, 10; hours 2..=10 keep 4, 7, 10; p3 excludes 7.
     let hits = index.search_images(&unit(7), &exact(10), &filter).unwrap();

@@ -236,6 +236,10 @@ fn filters() -> Vec<SearchFilter> {
             exclude_person_ids: vec![r#"x" or person_id != ""#.into()],
             ..Default::default()
         },
+        SearchFilter {
+            exclude_image_ids: vec!["img-012".into(), r#"y" or image_id != ""#.into()],
+            ..Default::default()
+        },
     ]
 }
 
@@ -248,6 +252,19 @@ fn milvus_ranks_images_and_persons_like_the_embedded_index() {
             MilvusGallery::recreate(milvus_config(&server.uri, "rank"), FINGERPRINT, DIM).unwrap();
         assert_eq!(remote.add(items()).unwrap(), 60, "{}", server.name);
         assert_eq!(remote.len(), 60);
+        // A stored image reads back with its record and embedding (the image_id query).
+        let local_backend = ivt::index::EmbeddedGallery::new(embedded(&tmp.path().join("copy")));
+        for id in ["img-007", "img-011"] {
+            let (record, embedding) = remote.image(id).unwrap().unwrap();
+            let (want_record, want_embedding) = local_backend.image(id).unwrap().unwrap();
+            assert_eq!(record, want_record, "{}", server.name);
+            assert_eq!(embedding, want_embedding, "{}", server.name);
+        }
+        assert!(
+            remote.image("img-999").unwrap().is_none(),
+            "{}",
+            server.name
+        );
         let params = SearchParams {
             top_k: 5,
             ..Default::default()

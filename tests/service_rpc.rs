@@ -188,6 +188,129 @@ async fn search_ranks_groups_and_filters_like_the_local_model() {
     f.server.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_by_image_and_by_gallery_image() {
+    let f = fixture(6, 3).await;
+    let mut c = client(&f.server).await;
+    let images = gallery(6, 3);
+    let by_image = |top_k, group_by: GroupBy| SearchRequest {
+        image: images[4].png.clone(),
+        top_k,
+        group_by: group_by as i32,
+        exact: true,
+        ..Default::default()
+    };
+    let query = &f.embs[4];
+    let expected: HashMap<String, f32> = f
+        .ids
+        .iter()
+        .cloned()
+        .zip(f.embs.iter().map(|e| dot(query, e)))
+        .collect();
+
+    // An uploaded image: encoded like EncodeImage; the same gallery image comes first.
+    let r = c
+        .search(by_image(18, GroupBy::Image))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.results.len(), 18);
+    assert_eq!(r.results[0].image_id, "img-004");
+    assert!((r.results[0].score - 1.0).abs() < 1e-4);
+    assert!(r.timing.unwrap().decode_us > 0);
+    assert_ranked_like_local(&r.results, &expected);
+
+    // A gallery image by id: its stored embedding, and the image itself left out.
+    let by_id = |top_k, group_by: GroupBy, filter: Option<Filter>| SearchRequest {
+        image_id: "img-004".into(),
+        top_k,
+        group_by: group_by as i32,
+        filter,
+        ..Default::default()
+    };
+    for exact in [true, false] {
+        let req = SearchRequest {
+            exact,
+            ..by_id(18, GroupBy::Image, None)
+        };
+        let r = c.search(req).await.unwrap().into_inner();
+        let got: Vec<&str> = r.results.iter().map(|x| x.image_id.as_str()).collect();
+        assert_eq!(got.len(), 17, "exact {exact}: {got:?}");
+        assert!(!got.contains(&"img-004"), "exact {exact}: {got:?}");
+        assert_ranked_like_local(&r.results, &expected);
+    }
+    let r = c
+        .search(by_id(6, GroupBy::PersonUnspecified, None))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.results.len(), 6);
+    let own = r
+        .results
+        .iter()
+        .find(|p| p.person_id == "person-01")
+        .unwrap();
+    let own_ids: Vec<&str> = own.images.iter().map(|m| m.image_id.as_str()).collect();
+    assert_eq!(own_ids.len(), 2, "{own_ids:?}");
+    assert!(!own_ids.contains(&"img-004"));
+    assert_ranked_like_local(&r.results, &expected);
+
+    // Filters, top_k and ef apply to image queries as to text.
+    let cam_a = Filter {
+        camera_ids: vec!["cam-a".into()],
+        exclude_person_ids: vec!["person-02".into()],
+        ..Default::default()
+    };
+    let req = SearchRequest {
+        ef: 32,
+        ..by_id(4, GroupBy::Image, Some(cam_a))
+    };
+    let r = c.search(req).await.unwrap().into_inner();
+    assert_eq!(r.results.len(), 4);
+    for m in &r.results {
+        assert_eq!(m.camera_id, "cam-a");
+        assert_ne!(m.person_id, "person-02");
+        assert_ne!(m.image_id, "img-004");
+    }
+
+    let e = c
+        .search(SearchRequest {
+            image_id: "img-404".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().contains("img-404"), "{}", e.message());
+    let both = SearchRequest {
+        text: "a man".into(),
+        ..by_image(5, GroupBy::Image)
+    };
+    expect_invalid(
+        "text and image",
+        c.search(both).await,
+        "text and image were set",
+    )
+    .await;
+    let all = SearchRequest {
+        text: "a man".into(),
+        image_id: "img-001".into(),
+        ..by_image(5, GroupBy::Image)
+    };
+    expect_invalid(
+        "three queries",
+        c.search(all).await,
+        "text and image and image_id were set",
+    )
+    .await;
+    let corrupt = SearchRequest {
+        image: b"not an image".to_vec(),
+        ..Default::default()
+    };
+    expect_invalid("corrupt image", c.search(corrupt).await, "invalid image").await;
+    f.server.shutdown().await.unwrap();
+}
+
 fn id_person(image_id: &str) -> String {
     let i: u32 = image_id[4..].parse().unwrap();
     format!("person-{:02}", i / 3)
@@ -292,7 +415,7 @@ async fn bad_inputs_are_invalid_argument_and_harm_no_one() {
     let f = fixture(2, 2).await;
     let mut c = client(&f.server).await;
     let s = |text: &str| search(text, 5, GroupBy::Image);
-    expect_invalid("empty text", c.search(s("")).await, "text is empty").await;
+    expect_invalid("empty text", c.search(s("")).await, "none was set").await;
     expect_invalid("blank text", c.search(s("  \n ")).await, "text is empty").await;
     let long = "red coat ".repeat(1000);
     expect_invalid("long text", c.search(s(&long)).await, "limit is 4096").await;

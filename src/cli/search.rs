@@ -1,4 +1,5 @@
-//! `ivt search`: one text query against a gallery index, results as one JSON object on stdout.
+//! `ivt search`: one query (a description, an image file or a gallery image) against a gallery
+//! index, results as one JSON object on stdout.
 
 use std::path::PathBuf;
 
@@ -10,6 +11,7 @@ use crate::index::{ImageHit, SearchFilter, SearchParams};
 
 /// Arguments of `ivt search`.
 #[derive(Debug, clap::Args)]
+#[command(group = clap::ArgGroup::new("query").required(true).multiple(false))]
 pub struct SearchArgs {
     #[command(flatten)]
     pub model: ModelArgs,
@@ -20,8 +22,15 @@ pub struct SearchArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
     /// Description of the person to find.
-    #[arg(long)]
-    pub text: String,
+    #[arg(long, group = "query")]
+    pub text: Option<String>,
+    /// Image of the person to find (JPEG, PNG, WebP, BMP), e.g. a crop from another camera.
+    #[arg(long, group = "query")]
+    pub image: Option<PathBuf>,
+    /// Id of a gallery image: its stored embedding is the query, and the image itself is left
+    /// out of the results ("where else was this person?").
+    #[arg(long, group = "query")]
+    pub image_id: Option<String>,
     /// Number of persons (or images with --images) to return.
     #[arg(long, default_value_t = 10)]
     pub top_k: usize,
@@ -54,13 +63,45 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let index = args
         .backend
         .open(args.index.as_deref(), &files.fingerprint()?, encoder.dim())?;
-    let query = encoder
-        .encode_texts(&[args.text.as_str()])?
-        .pop()
-        .context("the encoder returned no embedding")?;
-    if query.truncated {
-        tracing::warn!("query truncated to the model's maximum length");
-    }
+    let mut exclude_image_ids = Vec::new();
+    let (query, truncated, described) = match (&args.text, &args.image, &args.image_id) {
+        (Some(text), _, _) => {
+            let q = encoder
+                .encode_texts(&[text.as_str()])?
+                .pop()
+                .context("the encoder returned no embedding")?;
+            if q.truncated {
+                tracing::warn!("query truncated to the model's maximum length");
+            }
+            (
+                q.embedding,
+                q.truncated,
+                serde_json::json!({ "query": text }),
+            )
+        }
+        (_, Some(path), _) => {
+            let pixels = crate::image::load(path, encoder.config(), Default::default())
+                .with_context(|| format!("reading the query image {}", path.display()))?;
+            let embedding = encoder
+                .embed_pixels(&[&pixels])?
+                .pop()
+                .context("the encoder returned no embedding")?;
+            let path = path.display().to_string();
+            (embedding, false, serde_json::json!({ "query_image": path }))
+        }
+        (_, _, Some(id)) => {
+            let (_, embedding) = index
+                .image(id)?
+                .with_context(|| format!("image id `{id}` is not in {}", index.location()))?;
+            exclude_image_ids.push(id.clone());
+            (
+                embedding,
+                false,
+                serde_json::json!({ "query_image_id": id }),
+            )
+        }
+        (None, None, None) => anyhow::bail!("give --text, --image or --image-id"),
+    };
     let params = SearchParams {
         top_k: args.top_k,
         ef: args.ef,
@@ -71,12 +112,13 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         captured_from: args.from,
         captured_to: args.to,
         exclude_person_ids: args.exclude_persons.clone(),
+        exclude_image_ids,
     };
     let results = if args.images {
-        let hits = index.search_images(&query.embedding, &params, &filter)?;
+        let hits = index.search_images(&query, &params, &filter)?;
         serde_json::json!({ "images": hits.iter().map(image_json).collect::<Vec<_>>() })
     } else {
-        let persons = index.search_persons(&query.embedding, &params, &filter)?;
+        let persons = index.search_persons(&query, &params, &filter)?;
         let persons: Vec<_> = persons
             .iter()
             .map(|p| {
@@ -89,14 +131,18 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             .collect();
         serde_json::json!({ "persons": persons })
     };
-    let mut out = serde_json::json!({
-        "query": args.text,
+    let mut out = described;
+    let summary = serde_json::json!({
         "gallery": index.location(),
-        "truncated": query.truncated,
+        "truncated": truncated,
         "gallery_size": index.len(),
     });
-    if let (Some(out), Some(results)) = (out.as_object_mut(), results.as_object()) {
-        out.extend(results.clone());
+    if let Some(out) = out.as_object_mut() {
+        for part in [summary, results] {
+            if let Some(part) = part.as_object() {
+                out.extend(part.clone());
+            }
+        }
     }
     println!("{out}");
     Ok(())

@@ -30,6 +30,8 @@ pub trait GalleryBackend: Send + Sync {
     }
     /// The HNSW candidate list a search uses when it does not set one.
     fn default_ef(&self) -> usize;
+    /// A live image's record and stored embedding (`None` when no live image has that id).
+    fn image(&self, image_id: &str) -> Result<Option<(ImageRecord, Vec<f32>)>, IndexError>;
     /// The `top_k` images most similar to `query` that pass `filter`, best first.
     fn search_images(
         &self,
@@ -129,6 +131,14 @@ impl GalleryBackend for EmbeddedGallery {
 
     fn default_ef(&self) -> usize {
         self.read().manifest().hnsw.ef_search
+    }
+
+    fn image(&self, image_id: &str) -> Result<Option<(ImageRecord, Vec<f32>)>, IndexError> {
+        let index = self.read();
+        Ok(index
+            .record(image_id)
+            .cloned()
+            .zip(index.embedding(image_id)))
     }
 
     fn search_images(

@@ -16,6 +16,8 @@ pub struct SearchFilter {
     pub captured_to: Option<DateTime<Utc>>,
     /// Drop images of these persons.
     pub exclude_person_ids: Vec<String>,
+    /// Drop these images (a search by a gallery image leaves the query image out).
+    pub exclude_image_ids: Vec<String>,
 }
 
 impl SearchFilter {
@@ -25,6 +27,7 @@ impl SearchFilter {
             && self.captured_from.is_none()
             && self.captured_to.is_none()
             && self.exclude_person_ids.is_empty()
+            && self.exclude_image_ids.is_empty()
     }
 
     /// Rejects filters that can never match anything by construction.
@@ -53,6 +56,8 @@ pub(crate) struct CompiledFilter<'a> {
     to_ms: Option<i64>,
     /// Excluded person codes, sorted.
     excluded: Vec<u32>,
+    /// Excluded image slots, sorted.
+    excluded_slots: Vec<usize>,
 }
 
 impl<'a> CompiledFilter<'a> {
@@ -73,12 +78,19 @@ impl<'a> CompiledFilter<'a> {
             .filter_map(|p| meta.person_code(p))
             .collect();
         excluded.sort_unstable();
+        let mut excluded_slots: Vec<usize> = filter
+            .exclude_image_ids
+            .iter()
+            .filter_map(|id| meta.live_slot(id))
+            .collect();
+        excluded_slots.sort_unstable();
         CompiledFilter {
             meta,
             cameras,
             from_ms: filter.captured_from.map(|t| t.timestamp_millis()),
             to_ms: filter.captured_to.map(|t| t.timestamp_millis()),
             excluded,
+            excluded_slots,
         }
     }
 
@@ -105,14 +117,21 @@ impl<'a> CompiledFilter<'a> {
             }
         }
         self.excluded.binary_search(&row.person).is_err()
+            && self.excluded_slots.binary_search(&slot).is_err()
     }
 
-    /// True when only tombstones need to be checked.
+    /// True when the filter keeps (nearly) everything: only tombstones and a few excluded
+    /// images need to be checked, so it never makes the search switch to exact.
     pub(crate) fn is_trivial(&self) -> bool {
         self.cameras.is_none()
             && self.from_ms.is_none()
             && self.to_ms.is_none()
             && self.excluded.is_empty()
+    }
+
+    /// True when some images are excluded by id.
+    pub(crate) fn excludes_images(&self) -> bool {
+        !self.excluded_slots.is_empty()
     }
 }
 

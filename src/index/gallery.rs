@@ -382,7 +382,8 @@ impl GalleryIndex {
         // the candidates can pass (bounded, since very selective filters are exact above).
         let widened = (ef as f64 / allowed_fraction.max(1e-6)).ceil() as usize;
         let ef = widened.clamp(ef, ef * MAX_EF_WIDENING);
-        let needs_filter = !compiled.is_trivial() || self.meta.removed() > 0;
+        let needs_filter =
+            !compiled.is_trivial() || compiled.excludes_images() || self.meta.removed() > 0;
         let Some(graph) = &self.graph else {
             return self.search_flat(query, k, ef, needs_filter.then_some(&compiled));
         };

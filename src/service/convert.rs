@@ -12,6 +12,41 @@ use super::{Limits, ServiceError};
 use crate::index::{ImageHit, ImageRecord, PersonHit, SearchFilter, SearchParams};
 use crate::proto;
 
+/// The one query of a Search.
+#[derive(Debug)]
+pub enum Query {
+    /// A description.
+    Text(String),
+    /// Encoded image bytes.
+    Image(Vec<u8>),
+    /// A gallery image, whose stored embedding is the query.
+    ImageId(String),
+}
+
+/// Takes the query out of a request: exactly one of `text`, `image` and `image_id` must be set.
+pub fn take_query(req: &mut proto::SearchRequest) -> Result<Query, ServiceError> {
+    let given: Vec<&str> = [
+        (!req.text.is_empty()).then_some("text"),
+        (!req.image.is_empty()).then_some("image"),
+        (!req.image_id.is_empty()).then_some("image_id"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    match given.as_slice() {
+        ["text"] => Ok(Query::Text(std::mem::take(&mut req.text))),
+        ["image"] => Ok(Query::Image(std::mem::take(&mut req.image))),
+        ["image_id"] => Ok(Query::ImageId(std::mem::take(&mut req.image_id))),
+        [] => Err(invalid(
+            "give exactly one query: text, image or image_id (none was set)".into(),
+        )),
+        several => Err(invalid(format!(
+            "give exactly one query: text, image or image_id ({} were set)",
+            several.join(" and ")
+        ))),
+    }
+}
+
 /// Search parameters from a request, with defaults applied and limits checked.
 pub fn search_params(
     req: &proto::SearchRequest,
@@ -87,6 +122,7 @@ pub fn filter(f: Option<&proto::Filter>) -> Result<SearchFilter, ServiceError> {
         captured_from: from,
         captured_to: to,
         exclude_person_ids: f.exclude_person_ids.clone(),
+        exclude_image_ids: Vec::new(),
     })
 }
 

@@ -68,6 +68,17 @@ impl Gallery {
         self.backend.fingerprint()
     }
 
+    /// A live image's record and stored embedding; NOT_FOUND when the gallery has no such id.
+    pub async fn image(&self, image_id: String) -> Result<(ImageRecord, Vec<f32>), ServiceError> {
+        let backend = self.backend.clone();
+        blocking(move || {
+            backend.image(&image_id)?.ok_or_else(|| {
+                ServiceError::NotFound(format!("image_id `{image_id}` is not in the gallery"))
+            })
+        })
+        .await?
+    }
+
     /// Ranks the gallery for `query`; returns the hits and the gallery size searched.
     pub async fn search(
         &self,

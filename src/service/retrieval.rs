@@ -9,8 +9,9 @@ use std::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::Instrument;
 
+use super::convert::Query;
 use super::gallery::Gallery;
-use super::infer::Infer;
+use super::infer::{Embedded, Infer};
 use super::{convert, deadline, metrics, Limits, ServiceError};
 use crate::proto;
 use crate::proto::retrieval_server::Retrieval;
@@ -129,17 +130,30 @@ async fn rpc<T>(
 impl RetrievalService {
     async fn search(
         &self,
-        req: proto::SearchRequest,
+        mut req: proto::SearchRequest,
         deadline: Option<Instant>,
     ) -> Result<proto::SearchResponse, ServiceError> {
         let start = Instant::now();
         let core = self.core()?;
-        self.check_text(&req.text, "text")?;
+        let query = convert::take_query(&mut req)?;
+        match &query {
+            Query::Text(text) => self.check_text(text, "text")?,
+            Query::Image(image) => self.check_image(image, "image")?,
+            Query::ImageId(_) => {}
+        }
         let params = convert::search_params(&req, &self.shared.limits)?;
         let by_person = convert::group_by_person(&req)?;
-        let filter = convert::filter(req.filter.as_ref())?;
-        let embedded = core.infer.embed_texts(vec![req.text], deadline).await?;
-        let query = embedded.embeddings.first().cloned().unwrap_or_default();
+        let mut filter = convert::filter(req.filter.as_ref())?;
+        let (query, embedded) = match query {
+            Query::Text(text) => first(core.infer.embed_texts(vec![text], deadline).await?),
+            Query::Image(image) => first(core.infer.embed_images(vec![image], deadline).await?),
+            Query::ImageId(id) => {
+                let (_, embedding) = core.gallery.image(id.clone()).await?;
+                // "More like this": the query image itself would always rank first.
+                filter.exclude_image_ids.push(id);
+                (embedding, Embedded::default())
+            }
+        };
         let search_start = Instant::now();
         let (ranked, gallery_size) = core
             .gallery
@@ -310,11 +324,13 @@ impl RetrievalService {
     }
 }
 
-fn encode_response(
-    core: &Core,
-    embedded: super::infer::Embedded,
-    start: Instant,
-) -> proto::EncodeResponse {
+/// The embedding of a one-input request, with the request's timings.
+fn first(embedded: Embedded) -> (Vec<f32>, Embedded) {
+    let query = embedded.embeddings.first().cloned().unwrap_or_default();
+    (query, embedded)
+}
+
+fn encode_response(core: &Core, embedded: Embedded, start: Instant) -> proto::EncodeResponse {
     let timing = convert::timing(&embedded, Default::default(), start.elapsed());
     proto::EncodeResponse {
         embeddings: embedded

@@ -61,6 +61,12 @@ pub(crate) fn filter_expr(filter: &SearchFilter) -> String {
             is_in("person_id", &filter.exclude_person_ids)
         ));
     }
+    if !filter.exclude_image_ids.is_empty() {
+        parts.push(format!(
+            "not ({})",
+            is_in("image_id", &filter.exclude_image_ids)
+        ));
+    }
     parts
         .into_iter()
         .map(|p| format!("({p})"))
@@ -91,11 +97,12 @@ mod tests {
             captured_from: Some(Utc.timestamp_millis_opt(1_000).unwrap()),
             captured_to: None,
             exclude_person_ids: vec!["p9".into()],
+            exclude_image_ids: vec!["i7".into()],
         };
         assert_eq!(
             filter_expr(&filter),
             format!(
-                r#"(camera_id in ["c1", "c\"2"]) and (captured_ms != {NO_TIME}) and (captured_ms >= 1000) and (not (person_id in ["p9"]))"#
+                r#"(camera_id in ["c1", "c\"2"]) and (captured_ms != {NO_TIME}) and (captured_ms >= 1000) and (not (person_id in ["p9"])) and (not (image_id in ["i7"]))"#
             )
         );
     }

@@ -35,7 +35,7 @@ use self::expr::{filter_expr, is_in};
 use self::proto::common::{self, KeyValuePair};
 use self::proto::milvus as m;
 use self::proto::schema::{self, DataType};
-use self::rows::{columns, hits, kv, longs, strings};
+use self::rows::{columns, floats, hits, kv, longs, records, strings};
 use super::backend::{missing, GalleryBackend};
 use super::hits::persons_by_widening;
 use super::validate::{check_new_items, check_search};
@@ -639,6 +639,39 @@ impl MilvusGallery {
             .unwrap_or_default())
     }
 
+    /// The record and stored embedding of image `image_id`, if present.
+    async fn image_row(
+        &self,
+        image_id: &str,
+    ) -> Result<Option<(ImageRecord, Vec<f32>)>, IndexError> {
+        let mut output: Vec<String> = OUTPUT_FIELDS.iter().map(|s| s.to_string()).collect();
+        output.extend(["image_id".to_string(), VECTOR_FIELD.to_string()]);
+        let expr = is_in("image_id", &[image_id.to_string()]);
+        let fields = self.query("query", expr, output, Some(1)).await?;
+        let ids = fields
+            .iter()
+            .find(|f| f.field_name == "image_id")
+            .map(strings)
+            .unwrap_or_default();
+        let Some(id) = ids.into_iter().next() else {
+            return Ok(None);
+        };
+        let vector = fields
+            .iter()
+            .find(|f| f.field_name == VECTOR_FIELD)
+            .map(floats)
+            .unwrap_or_default();
+        if vector.len() < self.dim {
+            return Err(IndexError::Backend(format!(
+                "Milvus returned image `{id}` with {} embedding values; expected {}",
+                vector.len(),
+                self.dim
+            )));
+        }
+        let record = records(vec![id], &fields).into_iter().next();
+        Ok(record.map(|r| (r, vector[..self.dim].to_vec())))
+    }
+
     /// Which of `ids` are in the collection.
     async fn present_images(&self, ids: &[String]) -> Result<HashSet<String>, IndexError> {
         let mut present = HashSet::new();
@@ -825,6 +858,10 @@ impl GalleryBackend for MilvusGallery {
 
     fn default_ef(&self) -> usize {
         self.config.hnsw.ef_search
+    }
+
+    fn image(&self, image_id: &str) -> Result<Option<(ImageRecord, Vec<f32>)>, IndexError> {
+        self.block_on(self.image_row(image_id))
     }
 
     fn search_images(

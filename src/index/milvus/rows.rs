@@ -119,7 +119,17 @@ pub(super) fn hits(r: schema::SearchResultData) -> Result<Vec<ImageHit>, IndexEr
             r.scores.len()
         )));
     }
-    let column = |name: &str| r.fields_data.iter().find(|f| f.field_name == name);
+    Ok(records(ids, &r.fields_data)
+        .into_iter()
+        .zip(r.scores)
+        .map(|(record, score)| ImageHit { record, score })
+        .collect())
+}
+
+/// The records of rows `ids` from their columns (`fields`, as a search or query returns them).
+pub(super) fn records(ids: Vec<String>, fields: &[schema::FieldData]) -> Vec<ImageRecord> {
+    let n = ids.len();
+    let column = |name: &str| fields.iter().find(|f| f.field_name == name);
     let text = |name: &str| -> Vec<String> {
         let mut v = column(name).map(strings).unwrap_or_default();
         v.resize(n, String::new());
@@ -140,7 +150,7 @@ pub(super) fn hits(r: schema::SearchResultData) -> Result<Vec<ImageHit>, IndexEr
         _ => Vec::new(),
     };
     let mut out = Vec::with_capacity(n);
-    for (i, (image_id, score)) in ids.into_iter().zip(r.scores).enumerate() {
+    for (i, image_id) in ids.into_iter().enumerate() {
         let mut record = ImageRecord::new(image_id, persons[i].clone());
         record.camera_id = Some(cameras[i].clone()).filter(|c| !c.is_empty());
         record.path = Some(paths[i].clone()).filter(|p| !p.is_empty());
@@ -148,7 +158,18 @@ pub(super) fn hits(r: schema::SearchResultData) -> Result<Vec<ImageHit>, IndexEr
             .then(|| Utc.timestamp_millis_opt(captured[i]).single())
             .flatten();
         record.attributes = attributes.get(i).cloned().unwrap_or_default();
-        out.push(ImageHit { record, score });
+        out.push(record);
     }
-    Ok(out)
+    out
+}
+
+/// The values of a float vector column, row after row.
+pub(super) fn floats(f: &schema::FieldData) -> Vec<f32> {
+    match &f.field {
+        Some(field_data::Field::Vectors(schema::VectorField {
+            data: Some(vector_field::Data::FloatVector(v)),
+            ..
+        })) => v.data.clone(),
+        _ => Vec::new(),
+    }
 }

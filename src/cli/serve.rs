@@ -1,4 +1,4 @@
-//! `ivt serve`: the gRPC retrieval server.
+//! `ivt serve`: the retrieval server (gRPC, and HTTP/JSON with the search page).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,6 +38,12 @@ pub struct ServeArgs {
     /// Address for gRPC.
     #[arg(long, env = "IVT_ADDR", default_value = "0.0.0.0:50051")]
     pub addr: SocketAddr,
+    /// Address for the HTTP/JSON API and the search page (open http://localhost:8080).
+    #[arg(long, env = "IVT_HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+    /// Do not serve the HTTP API and search page (gRPC only).
+    #[arg(long, env = "IVT_NO_HTTP")]
+    pub no_http: bool,
     /// Address for Prometheus metrics (`GET /metrics`).
     #[arg(long, env = "IVT_METRICS_ADDR", default_value = "0.0.0.0:9000")]
     pub metrics_addr: SocketAddr,
@@ -187,7 +193,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         model = %config.model.weights.display(), index = %config.index_dir.display(),
         milvus = ?config.milvus.as_ref().map(|m| (&m.uri, &m.collection)),
-        addr = %args.addr, metrics = ?config.metrics_addr, batch = ?config.batch,
+        addr = %args.addr, http = ?(!args.no_http).then_some(args.http_addr),
+        metrics = ?config.metrics_addr, batch = ?config.batch,
         limits = ?config.limits, auth = config.api_key.is_some(), tls = config.tls.is_some(),
         "starting ivt serve"
     );
@@ -195,16 +202,31 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         .enable_all()
         .thread_name("ivt-rt")
         .build()?;
-    runtime.block_on(serve(config, args.addr))
+    let http = (!args.no_http).then_some(args.http_addr);
+    runtime.block_on(serve(config, args.addr, http))
 }
 
-async fn serve(config: ServiceConfig, addr: SocketAddr) -> anyhow::Result<()> {
+async fn serve(
+    config: ServiceConfig,
+    addr: SocketAddr,
+    http: Option<SocketAddr>,
+) -> anyhow::Result<()> {
     if let Some(metrics_addr) = config.metrics_addr {
         service::metrics::install(metrics_addr)?;
         tracing::info!(%metrics_addr, "metrics at /metrics");
     }
     let listener = service::bind(addr).await?;
     let server = RunningServer::start(config, listener).await?;
+    if let Some(http) = http {
+        let started = match service::bind(http).await {
+            Ok(listener) => server.serve_http(listener),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = started {
+            server.shutdown().await?;
+            return Err(e).context("starting the HTTP API (--no-http turns it off)");
+        }
+    }
     let loaded = tokio::select! {
         r = server.load() => r,
         _ = service::shutdown_signal() => {

@@ -1,5 +1,5 @@
-//! Optional bearer-token authentication, applied to every service except health (so that
-//! Kubernetes probes need no secret).
+//! Optional bearer-token authentication, applied to every gRPC service except health (so that
+//! Kubernetes probes need no secret) and to the HTTP API; one check for both protocols.
 
 use std::sync::Arc;
 
@@ -32,24 +32,31 @@ impl std::fmt::Debug for Auth {
     }
 }
 
+impl Auth {
+    /// Checks the value of an `authorization` header (gRPC metadata or HTTP header).
+    pub fn check(&self, authorization: Option<&[u8]>) -> Result<(), ServiceError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let token = authorization.and_then(|v| v.strip_prefix(b"Bearer "));
+        match token {
+            Some(t) if constant_time_eq(t, key) => Ok(()),
+            Some(_) => Err(ServiceError::Unauthenticated("invalid API key")),
+            None => Err(ServiceError::Unauthenticated(
+                "missing API key: send `authorization: Bearer <key>`",
+            )),
+        }
+    }
+}
+
 impl Interceptor for Auth {
     fn call(&mut self, request: Request<()>) -> Result<Request<()>, Status> {
-        let Some(key) = &self.key else {
-            return Ok(request);
-        };
-        let token = request
+        let header = request
             .metadata()
             .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            Some(t) if constant_time_eq(t.as_bytes(), key) => Ok(request),
-            Some(_) => Err(ServiceError::Unauthenticated("invalid API key").into()),
-            None => Err(ServiceError::Unauthenticated(
-                "missing API key: send metadata `authorization: Bearer <key>`",
-            )
-            .into()),
-        }
+            .map(|v| v.as_bytes());
+        self.check(header)?;
+        Ok(request)
     }
 }
 

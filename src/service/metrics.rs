@@ -9,7 +9,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use super::ServiceError;
 
-/// Requests by method and gRPC status code.
+/// Requests (gRPC and HTTP) by method and gRPC status code.
 pub const REQUESTS: &str = "ivt_requests_total";
 /// End-to-end handler latency by method.
 pub const REQUEST_SECONDS: &str = "ivt_request_duration_seconds";
@@ -48,7 +48,10 @@ pub fn install(addr: SocketAddr) -> Result<(), ServiceError> {
 }
 
 fn describe() {
-    describe_counter!(REQUESTS, "gRPC requests by method and status code");
+    describe_counter!(
+        REQUESTS,
+        "requests (gRPC and HTTP) by method and status code"
+    );
     describe_histogram!(
         REQUEST_SECONDS,
         metrics::Unit::Seconds,
@@ -95,7 +98,7 @@ pub fn gallery_size(size: usize) {
 }
 
 /// Prometheus-friendly status names (`RESOURCE_EXHAUSTED`, as gRPC spells them).
-fn code_name(code: tonic::Code) -> &'static str {
+pub(super) fn code_name(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
         Ok => "OK",

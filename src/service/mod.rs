@@ -8,6 +8,7 @@
 //! - `queue.rs`: the batching tasks (max batch, max wait; entries whose caller left are skipped).
 //! - `worker.rs`: the model on its own OS thread, one batch at a time, answers via oneshots.
 //! - `gallery.rs`: the index behind a read/write lock, searched on the blocking pool.
+//! - `http/`: the HTTP/JSON API and the search page, a thin mapping onto the same handlers.
 //! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.
 
 mod auth;
@@ -16,6 +17,7 @@ mod convert;
 mod deadline;
 mod error;
 mod gallery;
+mod http;
 mod infer;
 pub mod metrics;
 mod queue;

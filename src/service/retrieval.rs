@@ -62,7 +62,8 @@ impl RetrievalService {
         Self { shared }
     }
 
-    fn core(&self) -> Result<&Core, ServiceError> {
+    /// The model and index, or UNAVAILABLE while they load.
+    pub(super) fn core(&self) -> Result<&Core, ServiceError> {
         self.shared.core.get().ok_or(ServiceError::NotReady(
             "the model and index are still loading",
         ))
@@ -107,12 +108,12 @@ impl RetrievalService {
     }
 }
 
-/// Runs one RPC: span, deadline, metrics, and the error → status conversion.
-async fn rpc<T>(
+/// Runs one request of either protocol (gRPC or HTTP): span, deadline and metrics.
+pub(super) async fn run<T>(
     method: &'static str,
     deadline: Option<Instant>,
     work: impl Future<Output = Result<T, ServiceError>>,
-) -> Result<Response<T>, Status> {
+) -> Result<T, ServiceError> {
     let start = Instant::now();
     let span = tracing::info_span!("rpc", method);
     let result = deadline::within(deadline, work)
@@ -124,11 +125,26 @@ async fn rpc<T>(
         Ok(_) => tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "ok"),
         Err(e) => tracing::info!(code = ?e.code(), error = %e, "failed"),
     });
-    result.map(Response::new).map_err(Status::from)
+    result
 }
 
+/// Runs one RPC and converts its error into a gRPC status.
+async fn rpc<T>(
+    method: &'static str,
+    deadline: Option<Instant>,
+    work: impl Future<Output = Result<T, ServiceError>>,
+) -> Result<Response<T>, Status> {
+    run(method, deadline, work)
+        .await
+        .map(Response::new)
+        .map_err(Status::from)
+}
+
+/// The request handlers, shared by the gRPC service and the HTTP API (`http/`): validation,
+/// embedding and search happen here only.
 impl RetrievalService {
-    async fn search(
+    /// Ranks the gallery for the request's one query.
+    pub(super) async fn search(
         &self,
         mut req: proto::SearchRequest,
         deadline: Option<Instant>,
@@ -169,7 +185,8 @@ impl RetrievalService {
         })
     }
 
-    async fn encode_text(
+    /// Embeds texts.
+    pub(super) async fn encode_text(
         &self,
         req: proto::EncodeTextRequest,
         deadline: Option<Instant>,
@@ -184,7 +201,8 @@ impl RetrievalService {
         Ok(encode_response(core, embedded, start))
     }
 
-    async fn encode_image(
+    /// Embeds encoded images.
+    pub(super) async fn encode_image(
         &self,
         req: proto::EncodeImageRequest,
         deadline: Option<Instant>,
@@ -300,7 +318,8 @@ impl RetrievalService {
         })
     }
 
-    fn info(&self) -> Result<proto::InfoResponse, ServiceError> {
+    /// Describes the model, gallery and limits.
+    pub(super) fn info(&self) -> Result<proto::InfoResponse, ServiceError> {
         let core = self.core()?;
         let l = &self.shared.limits;
         Ok(proto::InfoResponse {

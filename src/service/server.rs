@@ -39,6 +39,13 @@ pub struct RunningServer {
     model_thread: Mutex<Option<JoinHandle<()>>>,
     /// Polls a remote gallery backend and mirrors its health (stopped at shutdown).
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The HTTP API, when served: its stop signal and task.
+    http: Mutex<Option<HttpTask>>,
+}
+
+struct HttpTask {
+    stop: oneshot::Sender<()>,
+    serve: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl RunningServer {
@@ -76,7 +83,44 @@ impl RunningServer {
             serve,
             model_thread: Mutex::new(None),
             watcher: Mutex::new(None),
+            http: Mutex::new(None),
         })
+    }
+
+    /// Also serves the HTTP/JSON API and the search page on `listener`, over the same handlers,
+    /// limits, queue and API key as gRPC. Plaintext only: refused when TLS is configured (put a
+    /// TLS-terminating proxy in front, or turn HTTP off). Returns the bound address.
+    pub fn serve_http(&self, listener: TcpListener) -> Result<SocketAddr, ServiceError> {
+        if self.config.tls.is_some() {
+            return Err(ServiceError::Startup(
+                "the HTTP API serves plaintext only and TLS is configured: pass --no-http, or \
+                 terminate TLS in front of the HTTP port"
+                    .into(),
+            ));
+        }
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ServiceError::Startup(format!("HTTP listener address: {e}")))?;
+        // Base64 makes a body a third larger than the images it carries.
+        let max_body = max_message(&self.config) / 3 * 4 + (1 << 10);
+        let router = super::http::router(
+            RetrievalService::new(self.shared.clone()),
+            Auth::new(self.config.api_key.as_deref()),
+            max_body,
+        );
+        let (stop, stopped) = oneshot::channel::<()>();
+        let serve = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        if let Ok(mut slot) = self.http.lock() {
+            *slot = Some(HttpTask { stop, serve });
+        }
+        tracing::info!(%addr, auth = self.config.api_key.is_some(), "HTTP API and search page listening");
+        Ok(addr)
     }
 
     /// The bound address (useful with port 0).
@@ -173,10 +217,27 @@ impl RunningServer {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        let http = self.http.lock().ok().and_then(|mut t| t.take());
+        let http_serve = http.map(|HttpTask { stop, serve }| {
+            let _ = stop.send(());
+            serve
+        });
         // Health Watch streams never end by themselves and would hold their connections open.
         self.health.clear_service_status(SERVICE_NAME).await;
         self.health.clear_service_status("").await;
-        let drained = tokio::time::timeout(self.config.shutdown_timeout, &mut self.serve).await;
+        let timeout = self.config.shutdown_timeout;
+        let drained = tokio::time::timeout(timeout, async {
+            let grpc = (&mut self.serve).await;
+            if let Some(http) = http_serve {
+                match http.await {
+                    Ok(Err(e)) => tracing::error!(error = %e, "HTTP server"),
+                    Err(e) => tracing::error!(error = %e, "HTTP server task"),
+                    Ok(Ok(())) => {}
+                }
+            }
+            grpc
+        })
+        .await;
         let result = match drained {
             Ok(Ok(r)) => r.map_err(|e| ServiceError::Internal(format!("server: {e}"))),
             Ok(Err(e)) => Err(ServiceError::Internal(format!("server task: {e}"))),
@@ -212,16 +273,19 @@ fn router(
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
-    // Room for a full batch of the largest images in one message.
-    let max_message = config.limits.max_image_bytes * config.batch.max_batch + (1 << 20);
     let retrieval = RetrievalServer::new(RetrievalService::new(shared))
-        .max_decoding_message_size(max_message)
+        .max_decoding_message_size(max_message(config))
         .max_encoding_message_size(usize::MAX);
     Ok(builder(config)?
         .add_service(health)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
         .add_service(InterceptedService::new(retrieval, auth)))
+}
+
+/// The largest request message: room for a full batch of the largest images.
+fn max_message(config: &ServiceConfig) -> usize {
+    config.limits.max_image_bytes * config.batch.max_batch + (1 << 20)
 }
 
 /// Reflection over our API and health, so `grpcurl` needs no .proto files.

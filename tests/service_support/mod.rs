@@ -136,6 +136,24 @@ pub async fn serve(config: ServiceConfig) -> RunningServer {
     server
 }
 
+/// Starts a server on 127.0.0.1:0 with the HTTP API on another 127.0.0.1:0 port, and loads
+/// it. Returns the server and the HTTP base URL (`http://127.0.0.1:PORT`).
+pub async fn serve_with_http(config: ServiceConfig) -> (RunningServer, String) {
+    let server = start_with_http(config).await;
+    server.0.load().await.unwrap();
+    server
+}
+
+/// Like [`serve_with_http`] but not loaded: the API answers UNAVAILABLE.
+pub async fn start_with_http(config: ServiceConfig) -> (RunningServer, String) {
+    let bind = || ivt::service::bind("127.0.0.1:0".parse().unwrap());
+    let server = RunningServer::start(config, bind().await.unwrap())
+        .await
+        .unwrap();
+    let http = server.serve_http(bind().await.unwrap()).unwrap();
+    (server, format!("http://{http}"))
+}
+
 /// A plaintext channel to `server`.
 pub async fn channel(server: &RunningServer) -> Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))

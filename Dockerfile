@@ -7,7 +7,8 @@
 # With no configuration it serves the shipped demo model (/opt/ivt/models/demo) over the demo
 # gallery, generated under /data/cache on first start:   docker run -p 50051:50051 ivt:cpu
 # In production mount the model and the index under /data and set IVT_MODEL=/data/model and
-# IVT_INDEX=/data/index (the Kubernetes manifests in deploy/ do). gRPC on 50051, metrics on 9000.
+# IVT_INDEX=/data/index (the Kubernetes manifests in deploy/ do). gRPC on 50051, metrics on 9000,
+# HTTP/JSON API and search page on 8080.
 
 ARG VARIANT=cpu
 ARG RUST_VERSION=1.90
@@ -72,10 +73,11 @@ COPY models/ /opt/ivt/models/
 ENV IVT_CACHE_DIR=/data/cache \
     IVT_ADDR=0.0.0.0:50051 \
     IVT_METRICS_ADDR=0.0.0.0:9000 \
+    IVT_HTTP_ADDR=0.0.0.0:8080 \
     RUST_LOG=info
 USER ${UID}:${UID}
 WORKDIR /data
 VOLUME ["/data"]
-EXPOSE 50051 9000
+EXPOSE 50051 9000 8080
 ENTRYPOINT ["ivt"]
 CMD ["serve"]

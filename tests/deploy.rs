@@ -108,9 +108,11 @@ fn the_configmap_is_a_valid_serve_configuration() {
 fn ports_and_probes_match_the_server() {
     let grpc = port_of(&serve_default("addr"));
     let metrics = port_of(&serve_default("metrics-addr"));
+    let http = port_of(&serve_default("http-addr"));
     let dep = read("deploy/base/deployment.yaml");
     assert!(dep.contains(&format!("containerPort: {grpc}")));
     assert!(dep.contains(&format!("containerPort: {metrics}")));
+    assert!(dep.contains(&format!("containerPort: {http}")));
     assert_eq!(
         dep.matches(&format!("port: {grpc}")).count(),
         3,
@@ -128,12 +130,14 @@ fn ports_and_probes_match_the_server() {
     );
     let svc = read("deploy/base/service.yaml");
     assert!(svc.contains(&format!("port: {grpc}")) && svc.contains(&format!("port: {metrics}")));
+    assert!(svc.contains(&format!("port: {http}")));
     let docker = read("Dockerfile");
-    assert!(docker.contains(&format!("EXPOSE {grpc} {metrics}")));
+    assert!(docker.contains(&format!("EXPOSE {grpc} {metrics} {http}")));
     for (k, v) in configmap() {
         match k.as_str() {
             "IVT_ADDR" => assert_eq!(port_of(&v), grpc),
             "IVT_METRICS_ADDR" => assert_eq!(port_of(&v), metrics),
+            "IVT_HTTP_ADDR" => assert_eq!(port_of(&v), http),
             _ => {}
         }
     }

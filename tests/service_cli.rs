@@ -1,5 +1,6 @@
 //! `ivt serve` as a process, configured only through `IVT_*` environment variables: it becomes
-//! SERVING, exports Prometheus metrics, logs JSON, and exits 0 on SIGTERM.
+//! SERVING, answers gRPC and HTTP, exports Prometheus metrics for both, logs JSON, and exits 0 on
+//! SIGTERM.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -61,7 +62,7 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
     let tmp = tempfile::tempdir().unwrap();
-    let (addr, metrics) = (free_port(), free_port());
+    let (addr, metrics, http) = (free_port(), free_port(), free_port());
     let log = tmp.path().join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ivt"))
         .arg("serve")
@@ -69,6 +70,7 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
         .env("IVT_INDEX", tmp.path().join("gallery"))
         .env("IVT_ADDR", addr.to_string())
         .env("IVT_METRICS_ADDR", metrics.to_string())
+        .env("IVT_HTTP_ADDR", http.to_string())
         .env("IVT_MAX_BATCH", "4")
         .env("IVT_MAX_QUEUE", "64")
         .env("IVT_JSON_LOGS", "true")
@@ -87,6 +89,17 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
     assert_eq!(r.gallery_size, 0);
     let bad = c.search(SearchRequest::default()).await.unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    // The HTTP API on IVT_HTTP_ADDR: the same handler, counted in the same metrics.
+    let r = reqwest::Client::new()
+        .post(format!("http://{http}/v1/search"))
+        .body(r#"{"text": "a man in a grey jacket"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["gallery_size"], 0);
+    assert!(http_get(http, "/").contains("more like this"));
 
     // Each queue place is released (and the gauge updated) before its reply goes out; the poll
     // only covers the metrics exporter's own delay.
@@ -99,7 +112,7 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
         page = http_get(metrics, "/metrics");
     }
     for needle in [
-        r#"ivt_requests_total{method="Search",code="OK"} 1"#,
+        r#"ivt_requests_total{method="Search",code="OK"} 2"#,
         r#"ivt_requests_total{method="Search",code="INVALID_ARGUMENT"} 1"#,
         r#"ivt_stage_duration_seconds_bucket{stage="encode""#,
         r#"ivt_stage_duration_seconds_bucket{stage="tokenize""#,

@@ -125,6 +125,7 @@ fn build_search_and_maintain_an_index_from_image_files() {
     drop(index);
 
     check_text_search(model_s, index_s, &ids);
+    check_image_search(model_s, index_s, &gallery, &ids);
     check_info_remove_compact(model_s, index_s);
 
     // Another model's index is refused with a message naming both fingerprints.
@@ -174,6 +175,50 @@ fn check_text_search(model: &str, index: &str, ids: &[&str]) {
         .collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
     assert_eq!(persons.len(), 3);
+}
+
+/// `ivt search --image` encodes a file; `--image-id` takes the stored embedding and leaves the
+/// image itself out.
+fn check_image_search(model: &str, index: &str, gallery: &std::path::Path, ids: &[&str]) {
+    let images = golden("image_embeddings_normalized");
+    let file = gallery.join("bob/image2.png");
+    let search = ["search", "--model", model, "--index", index, "--images"];
+    let out = ok_json(ivt(&[
+        &search[..],
+        &["--image", file.to_str().unwrap(), "--top-k", "2", "--exact"],
+    ]
+    .concat()));
+    assert_eq!(out["query_image"], file.to_str().unwrap());
+    assert_eq!(out["images"][0]["image_id"], "bob/image2.png");
+    assert!((out["images"][0]["score"].as_f64().unwrap() - 1.0).abs() < 2e-4);
+
+    let out = ok_json(ivt(&[
+        &search[..],
+        &["--image-id", "bob/image2.png", "--top-k", "10"],
+    ]
+    .concat()));
+    assert_eq!(out["query_image_id"], "bob/image2.png");
+    let hits = out["images"].as_array().unwrap();
+    assert_eq!(hits.len(), 4, "five images less the query: {hits:?}");
+    for h in hits {
+        let id = h["image_id"].as_str().unwrap();
+        assert_ne!(id, "bob/image2.png");
+        if let Some(i) = ids.iter().position(|x| *x == id) {
+            let want = dot(&images[2], &images[i]);
+            let got = h["score"].as_f64().unwrap() as f32;
+            assert!((got - want).abs() < 2e-4, "{id}: {got} vs {want}");
+        }
+    }
+    let missing = ivt(&[&search[..], &["--image-id", "nobody.png"]].concat());
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nobody.png"));
+    let both = ivt(&[
+        &search[..],
+        &["--image-id", "bob/image2.png", "--text", "a man"],
+    ]
+    .concat());
+    assert!(!both.status.success());
+    assert!(String::from_utf8_lossy(&both.stderr).contains("cannot be used with"));
 }
 
 fn check_info_remove_compact(model: &str, index: &str) {

@@ -121,6 +121,13 @@ impl Gallery {
         blocking(move || Ok(backend.persist()?)).await?
     }
 
+    /// Checks the gallery's stored files against their checksums (see
+    /// [`GalleryBackend::verify`]).
+    pub async fn verify(&self) -> Result<(), ServiceError> {
+        let backend = self.backend.clone();
+        blocking(move || Ok(backend.verify()?)).await?
+    }
+
     /// Whether the backend can serve right now (Milvus: reachable, collection present).
     pub async fn check_health(&self) -> Result<(), ServiceError> {
         let backend = self.backend.clone();

@@ -39,6 +39,8 @@ pub struct RunningServer {
     model_thread: Mutex<Option<JoinHandle<()>>>,
     /// Polls a remote gallery backend and mirrors its health (stopped at shutdown).
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Verifies the embedded index's files after start-up (stopped at shutdown).
+    verifier: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RunningServer {
@@ -76,6 +78,7 @@ impl RunningServer {
             serve,
             model_thread: Mutex::new(None),
             watcher: Mutex::new(None),
+            verifier: Mutex::new(None),
         })
     }
 
@@ -97,7 +100,9 @@ impl RunningServer {
             dim: encoder.dim(),
         };
         let infer = self.start_pipeline(encoder)?;
-        let watch = (gallery.describe().0 != "embedded").then(|| gallery.clone());
+        let embedded = gallery.describe().0 == "embedded";
+        let verify = embedded.then(|| gallery.clone());
+        let watch = (!embedded).then(|| gallery.clone());
         let core = Core {
             infer,
             gallery,
@@ -110,6 +115,12 @@ impl RunningServer {
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
         tracing::info!(model_fingerprint = %fingerprint, "model and index ready: SERVING");
+        if let Some(gallery) = verify {
+            let task = tokio::spawn(verify_in_background(gallery, self.health.clone()));
+            if let Ok(mut slot) = self.verifier.lock() {
+                *slot = Some(task);
+            }
+        }
         if let Some(gallery) = watch {
             let task = tokio::spawn(watch_backend(
                 gallery,
@@ -163,8 +174,10 @@ impl RunningServer {
     /// stop the model thread. Gallery changes themselves are durable when each call returns.
     pub async fn shutdown(mut self) -> Result<(), ServiceError> {
         tracing::info!("shutting down: NOT_SERVING");
-        if let Some(task) = self.watcher.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
+        for slot in [&self.watcher, &self.verifier] {
+            if let Some(task) = slot.lock().ok().and_then(|mut t| t.take()) {
+                task.abort();
+            }
         }
         self.health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
@@ -299,6 +312,24 @@ fn open_milvus(
             other => return other,
         }
     }
+}
+
+/// Verifies the embedded index's files against their checksums once, after SERVING: reading
+/// every file takes seconds for a million images (README "Index checksums"), too long to
+/// hold start-up for. A damaged file turns the retrieval service NOT_SERVING for good (the
+/// index must be rebuilt or restored) and is named in an error log.
+async fn verify_in_background(gallery: Gallery, health: HealthReporter) {
+    let Err(e) = gallery.verify().await else {
+        return;
+    };
+    let file = match &e {
+        ServiceError::Index(IndexError::Corrupt { path, .. }) => path.display().to_string(),
+        _ => String::new(),
+    };
+    tracing::error!(%file, error = %e, "index damaged: NOT_SERVING (rebuild the index or restore it from a backup)");
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 }
 
 /// Reports the retrieval service NOT_SERVING while the gallery backend fails its health check,

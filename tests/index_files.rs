@@ -254,7 +254,10 @@ fn a_clean_index_verifies_with_every_file_checksummed() {
         ".hnsw.data",
         ".flat",
     ] {
-        assert!(names.iter().any(|n| n.ends_with(suffix)), "{suffix}: {names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with(suffix)),
+            "{suffix}: {names:?}"
+        );
     }
     assert_eq!(cli_verify(&dir), (true, vec![]));
 
@@ -267,7 +270,11 @@ fn a_clean_index_verifies_with_every_file_checksummed() {
     let report = GalleryIndex::verify(&dir).unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(
-        report.files.iter().filter(|f| f.file.ends_with(".flat")).count(),
+        report
+            .files
+            .iter()
+            .filter(|f| f.file.ends_with(".flat"))
+            .count(),
         1,
         "the replaced graph's checksums are gone"
     );
@@ -330,7 +337,10 @@ fn an_edited_person_id_is_reported_even_by_a_plain_open() {
         "img1",
     ]);
     let stderr = String::from_utf8_lossy(&remove.stderr);
-    assert!(!remove.status.success() && stderr.contains("records.jsonl"), "{stderr}");
+    assert!(
+        !remove.status.success() && stderr.contains("records.jsonl"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -133,9 +133,6 @@ mod tests {
             FileSum::of_file(&path, Some(a.len() as u64)).unwrap(),
             (data.len() as u64, FileSum::of(a))
         );
-        assert_eq!(
-            FileSum::of_file(&path, None).unwrap().1,
-            FileSum::of(&data)
-        );
+        assert_eq!(FileSum::of_file(&path, None).unwrap().1, FileSum::of(&data));
     }
 }

@@ -10,8 +10,8 @@ use super::graph::{release_freed_heap, Graph};
 use super::hits::persons_by_widening;
 use super::manifest::{IndexManifest, VectorStorage};
 use super::metadata::{encode_records, Metadata, RECORDS_FILE, TOMBSTONES_FILE};
-use super::verify::{verify_generation, VerifyReport};
 use super::validate::{check_new_items, check_search};
+use super::verify::{verify_generation, VerifyReport};
 use super::{exact, layout, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit};
 use super::{SearchFilter, SearchParams};
 

@@ -62,7 +62,10 @@ impl VerifyReport {
             let names: Vec<&str> = others.iter().map(|f| f.file.as_str()).collect();
             message.push_str(&format!("; also damaged: {}", names.join(", ")));
         }
-        Err(IndexError::corrupt(self.generation.join(&first.file), message))
+        Err(IndexError::corrupt(
+            self.generation.join(&first.file),
+            message,
+        ))
     }
 }
 

@@ -77,7 +77,9 @@ impl Gallery {
         by_person: bool,
     ) -> Result<(Ranked, usize), ServiceError> {
         let backend = self.backend.clone();
+        let span = tracing::info_span!("search", by_person);
         blocking(move || {
+            let _span = span.entered();
             let ranked = if by_person {
                 Ranked::Persons(backend.search_persons(&query, &params, &filter)?)
             } else {
@@ -91,7 +93,9 @@ impl Gallery {
     /// Adds embedded images; returns the gallery size after the change.
     pub async fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, ServiceError> {
         let backend = self.backend.clone();
+        let span = tracing::info_span!("add", images = items.len());
         blocking(move || {
+            let _span = span.entered();
             let size = backend.add(items)?;
             metrics::gallery_size(size);
             Ok(size)
@@ -107,7 +111,9 @@ impl Gallery {
         person_ids: Vec<String>,
     ) -> Result<(usize, usize), ServiceError> {
         let backend = self.backend.clone();
+        let span = tracing::info_span!("remove");
         blocking(move || {
+            let _span = span.entered();
             let (removed, size) = backend.remove(&image_ids, &person_ids)?;
             metrics::gallery_size(size);
             Ok((removed, size))

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
-use super::queue::{depth, Encoded, Entry, QueueSlot};
+use super::queue::{depth, Encoded, Entry, EntrySpans, QueueSlot};
 use super::{metrics, ServiceError};
 use crate::image::{decode, preprocess, DecodeLimits, Pixels};
 use crate::model::IvtConfig;
@@ -77,7 +78,10 @@ impl Infer {
     ) -> Result<Embedded, ServiceError> {
         let permit = self.admit(texts.len())?;
         let start = Instant::now();
-        let tokenized = self.tokenize(texts).await?;
+        let tokenized = self
+            .tokenize(texts)
+            .instrument(tracing::info_span!("tokenize"))
+            .await?;
         let tokenize = start.elapsed();
         metrics::stage("tokenize", tokenize);
         let truncated = tokenized.iter().map(|t| t.truncated).collect();
@@ -169,6 +173,7 @@ impl Infer {
                 input,
                 reply,
                 enqueued: Instant::now(),
+                spans: EntrySpans::enqueued(),
                 deadline,
                 slot: QueueSlot::new(
                     permit.split(1).ok_or_else(|| {

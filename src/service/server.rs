@@ -13,12 +13,14 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
 use super::gallery::Gallery;
 use super::infer::Infer;
 use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
+use super::telemetry::TraceContextLayer;
 use super::{worker, ServiceConfig, ServiceError};
 use crate::image::Pixels;
 use crate::index::IndexError;
@@ -215,12 +217,13 @@ impl RunningServer {
     }
 }
 
-/// All services on one router: health open to all, the rest behind the API key (if any).
+/// All services on one router: health open to all, the rest behind the API key (if any); every
+/// request continues its caller's trace.
 fn router(
     config: &ServiceConfig,
     shared: Arc<Shared>,
     health: HealthServer<impl Health>,
-) -> Result<Router, ServiceError> {
+) -> Result<Router<Stack<TraceContextLayer, NoLayer>>, ServiceError> {
     let auth = Auth::new(config.api_key.as_deref());
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
@@ -231,6 +234,7 @@ fn router(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     Ok(builder(config)?
+        .layer(TraceContextLayer)
         .add_service(health)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))

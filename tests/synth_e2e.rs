@@ -129,9 +129,10 @@ fn training_on_synthetic_data_lowers_the_loss() {
     assert_eq!(losses.len(), 30, "{out}");
     // Seeded (`--seed` defaults to 42), so a run is the same every time on one machine; another
     // CPU's float rounding makes it another trajectory, like another seed. A small set seen many
-    // times (12 training images, 60 steps) makes the fall large against that noise: last-10 / first-3
-    // mean loss measured over seeds 1-11 and 42: 0.59-0.84 (0.71 for 42), far below the bound;
-    // the old 10-epoch, 40-image run measured 0.91-1.0 over seeds, around the same bound.
+    // times (12 training images, 60 steps) makes the fall large against that noise: the mean loss
+    // of the last 10 epochs over the first 3, measured for seeds 1-11 and 42, is 0.59-0.84 (0.71
+    // for 42), far below the bound; the old 10-epoch run on 40 images gave 0.91-1.0 over seeds,
+    // around the same bound.
     let first = losses[..3].iter().sum::<f64>() / 3.0;
     let last = losses[20..].iter().sum::<f64>() / 10.0;
     assert!(

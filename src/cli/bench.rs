@@ -5,7 +5,7 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::common::compute_dtype;
+use super::common::parse_dtype;
 use crate::image::Pixels;
 use crate::model::{parse_device, weights, weights_dtype, Encoder, IvtModel};
 use crate::text::{TextTokenizer, Tokenized};
@@ -66,7 +66,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
     let cfg = super::common::preset(&args.preset)?;
     let device = parse_device(&args.device)?;
-    let dtype = compute_dtype(&args.dtype, &device)?;
+    let dtype = parse_dtype(&args.dtype)?;
     let stored = weights_dtype(dtype, &device);
     let tensors = weights::random_tensors(&cfg, stored, &device, 0)?;
     let mut model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, stored, &device))?;

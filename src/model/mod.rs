@@ -6,11 +6,11 @@ mod config;
 mod encoder;
 mod files;
 mod ivt;
-mod kernels;
+pub(crate) mod kernels;
 #[cfg(feature = "mkl")]
 mod mkl;
 mod ops;
-mod packed;
+pub(crate) mod packed;
 pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};

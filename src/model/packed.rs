@@ -44,6 +44,10 @@ impl PackedLinear {
             return Ok(None);
         }
         let (n, k) = weight.dims2()?;
+        if k == 0 {
+            // Every output element is written by a k block: there must be one.
+            candle_core::bail!("packed-linear: a weight with no input features");
+        }
         let w = weight
             .to_dtype(candle_core::DType::F32)?
             .flatten_all()?
@@ -102,10 +106,11 @@ impl PackedLinear {
     /// `y[m, n] = x[m, k] W^T + b (+ residual)`, GELU with `gelu`.
     fn run(&self, x: &[f32], m: usize, residual: Option<&[f32]>, gelu: bool) -> Vec<f32> {
         let (n, k) = (self.out_features, self.in_features);
-        let mut y = vec![0f32; m * n];
-        if m == 0 {
-            return y;
+        if m == 0 || n == 0 {
+            return vec![0f32; m * n];
         }
+        // Not zeroed: the tasks write every element (their first k block stores, not adds).
+        let mut y: Vec<f32> = Vec::with_capacity(m * n);
         let packed_rows;
         let (a, lda): (&[u32], usize) = match self.precision {
             Precision::F32 => (bytemuck::cast_slice(x), k),
@@ -146,6 +151,9 @@ impl PackedLinear {
                 // other task writes; `a`, `residual` and the packed words cover what is read.
                 unsafe { self.task(a, lda, residual, out, rows, pans, gelu) };
             });
+        // SAFETY: the tasks above covered every row and every panel's valid columns, so all
+        // m * n elements are initialised.
+        unsafe { y.set_len(m * n) };
         y
     }
 

@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// evaluated on), generated and indexed under --cache-dir on first start.
     #[arg(long, env = "IVT_INDEX")]
     pub index: Option<PathBuf>,
+    /// Serve the gallery without changing it: AddImages and RemoveImages answer
+    /// FAILED_PRECONDITION and the index directory's writer lock is not taken, so several
+    /// replicas can share one index (which must exist) while one writer (a serving replica
+    /// without this flag, or `ivt index ...`) changes it; restart to see its changes.
+    #[arg(long, env = "IVT_READ_ONLY")]
+    pub read_only: bool,
     /// Gallery backend: the embedded index (--index) or a Milvus collection.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -110,6 +116,7 @@ impl ServeArgs {
             max_add_batch: self.max_add_batch,
         };
         config.api_key = self.api_key.clone();
+        config.read_only = self.read_only;
         config.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),

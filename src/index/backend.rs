@@ -77,8 +77,8 @@ impl EmbeddedGallery {
         }
     }
 
-    /// Opens the index in `dir`, or creates an empty one for this model when `dir` does not
-    /// exist.
+    /// Opens the index in `dir` for writing (taking its writer lock), or creates an empty one
+    /// for this model when `dir` does not exist.
     pub fn open_or_create(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
         let index = if dir.exists() {
             GalleryIndex::open(dir, fingerprint)?
@@ -86,6 +86,15 @@ impl EmbeddedGallery {
             tracing::info!(dir = %dir.display(), "no index yet: creating an empty one for this model");
             GalleryIndex::create(dir, fingerprint, dim, HnswParams::default())?
         };
+        Self::checked(index, dim)
+    }
+
+    /// Opens the index in `dir` read-only: no writer lock, changes refused.
+    pub fn open_read_only(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
+        Self::checked(GalleryIndex::open_read_only(dir, fingerprint)?, dim)
+    }
+
+    fn checked(index: GalleryIndex, dim: usize) -> Result<Self, IndexError> {
         if index.dim() != dim {
             return Err(IndexError::Dimension {
                 expected: index.dim(),
@@ -190,7 +199,7 @@ impl GalleryBackend for EmbeddedGallery {
     fn persist(&self) -> Result<(), IndexError> {
         let mut index = self.write();
         let pending = index.graph_pending();
-        if pending > 0 {
+        if pending > 0 && !index.is_read_only() {
             index.save_graph()?;
             tracing::info!(pending, "graph saved");
         }

@@ -82,6 +82,9 @@ pub struct ServiceConfig {
     pub dtype: DType,
     /// Gallery index directory; created empty when it does not exist. Unused with `milvus`.
     pub index_dir: PathBuf,
+    /// Serve without changing the gallery: no writer lock on the index directory (so several
+    /// replicas can share it), AddImages and RemoveImages answer FAILED_PRECONDITION.
+    pub read_only: bool,
     /// Keep the gallery in this Milvus collection instead of the embedded index.
     pub milvus: Option<MilvusConfig>,
     /// How often a remote gallery backend (Milvus) is health-checked.
@@ -111,6 +114,7 @@ impl ServiceConfig {
             device: Device::Cpu,
             dtype: DType::F32,
             index_dir,
+            read_only: false,
             milvus: None,
             health_interval: Duration::from_secs(5),
             batch: BatchConfig::default(),

@@ -41,6 +41,12 @@ pub enum ServiceError {
     /// The model or index is still loading.
     #[error("not ready: {0}")]
     NotReady(&'static str),
+    /// The server was started with `--read-only` and refuses changes to the gallery.
+    #[error(
+        "this server is read-only (--read-only): send AddImages and RemoveImages to the \
+         writing replica"
+    )]
+    ReadOnly,
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -77,6 +83,7 @@ impl ServiceError {
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::NotReady(_) | Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::ReadOnly => Code::FailedPrecondition,
             Self::Index(e) => index_code(e),
             Self::Startup(_) | Self::Internal(_) => Code::Internal,
         }
@@ -90,6 +97,7 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::DuplicateImageId(_) => Code::AlreadyExists,
         IndexError::Missing(_) => Code::NotFound,
         IndexError::Unavailable(_) => Code::Unavailable,
+        IndexError::ReadOnly(_) => Code::FailedPrecondition,
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
@@ -144,6 +152,11 @@ mod tests {
             (ServiceError::NotReady("x"), Code::Unavailable),
             (ServiceError::ShuttingDown, Code::Unavailable),
             (ServiceError::Unauthenticated("x"), Code::Unauthenticated),
+            (ServiceError::ReadOnly, Code::FailedPrecondition),
+            (
+                IndexError::ReadOnly("/idx".into()).into(),
+                Code::FailedPrecondition,
+            ),
             (
                 IndexError::DuplicateImageId("x".into()).into(),
                 Code::AlreadyExists,

@@ -272,12 +272,24 @@ fn load_blocking(config: &ServiceConfig) -> Result<(Encoder, Gallery, String), S
     let gallery = match &config.milvus {
         None => {
             tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
-            Gallery::open_embedded(&config.index_dir, &fingerprint, encoder.dim())?
+            Gallery::open_embedded(
+                &config.index_dir,
+                &fingerprint,
+                encoder.dim(),
+                config.read_only,
+            )?
         }
-        Some(milvus) => open_milvus(milvus, &fingerprint, encoder.dim())?,
+        Some(milvus) => {
+            let gallery = open_milvus(milvus, &fingerprint, encoder.dim())?;
+            if config.read_only {
+                gallery.read_only()
+            } else {
+                gallery
+            }
+        }
     };
     let (backend, location) = gallery.describe();
-    tracing::info!(backend, %location, gallery_size = gallery.size(), "gallery open");
+    tracing::info!(backend, %location, gallery_size = gallery.size(), read_only = config.read_only, "gallery open");
     Ok((encoder, gallery, fingerprint))
 }
 

@@ -215,10 +215,10 @@ impl GalleryBackend for EmbeddedGallery {
 pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), IndexError> {
     let mut parts = Vec::new();
     if !images.is_empty() {
-        parts.push(format!("image ids {}", images.join(", ")));
+        parts.push(format!("image ids {}", super::validate::list_ids(images)));
     }
     if !persons.is_empty() {
-        parts.push(format!("person ids {}", persons.join(", ")));
+        parts.push(format!("person ids {}", super::validate::list_ids(persons)));
     }
     if parts.is_empty() {
         Ok(())

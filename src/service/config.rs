@@ -25,6 +25,11 @@ pub struct Limits {
     pub max_text_bytes: usize,
     /// Largest encoded image in bytes.
     pub max_image_bytes: usize,
+    /// Largest image in pixels (width x height, read from the header before decoding).
+    pub max_image_pixels: u64,
+    /// Most pixels being decoded at once, over all requests: image work beyond it is refused
+    /// with RESOURCE_EXHAUSTED rather than queued (decoding is the expensive part).
+    pub max_decode_pixels: u64,
     /// Most images per AddImages call.
     pub max_add_batch: usize,
 }
@@ -38,6 +43,8 @@ impl Default for Limits {
             max_queue: 512,
             max_text_bytes: 4096,
             max_image_bytes: 8 << 20,
+            max_image_pixels: crate::image::DEFAULT_MAX_PIXELS,
+            max_decode_pixels: 4 * crate::image::DEFAULT_MAX_PIXELS,
             max_add_batch: 256,
         }
     }

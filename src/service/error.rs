@@ -35,6 +35,17 @@ pub enum ServiceError {
         /// The configured queue limit.
         limit: usize,
     },
+    /// Too many pixels are being decoded for other requests; the client should back off.
+    #[error(
+        "server busy decoding images: this call needs {pixels} pixels of a budget of {limit} \
+         being decoded at once; retry with backoff"
+    )]
+    DecodeBusy {
+        /// Pixels of this call's images.
+        pixels: u64,
+        /// The decode budget (`--max-decode-pixels`).
+        limit: u64,
+    },
     /// The client's deadline passed before the work was done.
     #[error("deadline exceeded while {0}")]
     DeadlineExceeded(&'static str),
@@ -79,7 +90,7 @@ impl ServiceError {
             }
             Self::Model(_) => Code::Internal,
             Self::NotFound(_) => Code::NotFound,
-            Self::Overloaded { .. } => Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::DecodeBusy { .. } => Code::ResourceExhausted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::NotReady(_) | Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,

@@ -60,12 +60,28 @@ fn cli_writers(index: &Path, gallery: &Path) -> Vec<(&'static str, Output)> {
         (
             "add",
             ivt(&[
-                "index", "add", "--model", &m, "--gallery", &g, "--index", &i,
+                "index",
+                "add",
+                "--model",
+                &m,
+                "--gallery",
+                &g,
+                "--index",
+                &i,
             ]),
         ),
         (
             "build",
-            ivt(&["index", "build", "--model", &m, "--gallery", &g, "--out", &i]),
+            ivt(&[
+                "index",
+                "build",
+                "--model",
+                &m,
+                "--gallery",
+                &g,
+                "--out",
+                &i,
+            ]),
         ),
     ]
 }
@@ -122,9 +138,13 @@ async fn a_serving_writer_refuses_every_other_writer_and_releases_the_lock_on_sh
 
     // Once the server is gone the directory is free again, and nothing acknowledged was lost.
     let out = ivt(&["index", "compact", "--index", &index.display().to_string()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let reopened = GalleryIndex::open_read_only(&index, &model_files().fingerprint().unwrap())
-        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let reopened =
+        GalleryIndex::open_read_only(&index, &model_files().fingerprint().unwrap()).unwrap();
     assert_eq!(reopened.len(), 5);
     assert!(reopened.contains("late"));
 }

@@ -60,7 +60,11 @@ fn decode_pool() -> &'static rayon::ThreadPool {
             .num_threads((cores / 2).max(1))
             .thread_name(|i| format!("ivt-decode-{i}"))
             .build()
-            .unwrap_or_else(|_| rayon::ThreadPoolBuilder::new().build().expect("a thread pool"))
+            .unwrap_or_else(|_| {
+                rayon::ThreadPoolBuilder::new()
+                    .build()
+                    .expect("a thread pool")
+            })
     })
 }
 
@@ -189,7 +193,11 @@ impl Infer {
     fn admit(&self, lane: &Arc<Semaphore>, n: usize) -> Result<OwnedSemaphorePermit, ServiceError> {
         let overloaded = || {
             let queued = self.lanes.capacity - lane.available_permits().min(self.lanes.capacity);
-            tracing::warn!(queued, limit = self.lanes.capacity, "queue full: request refused");
+            tracing::warn!(
+                queued,
+                limit = self.lanes.capacity,
+                "queue full: request refused"
+            );
             ServiceError::Overloaded {
                 queued,
                 limit: self.lanes.capacity,

@@ -171,7 +171,11 @@ mod tests {
         deadline: Option<Instant>,
     ) -> (Entry<u32>, oneshot::Receiver<Result<Encoded, ServiceError>>) {
         let (reply, rx) = oneshot::channel();
-        let permit = lanes.text.clone().try_acquire_owned().expect("a free place");
+        let permit = lanes
+            .text
+            .clone()
+            .try_acquire_owned()
+            .expect("a free place");
         let entry = Entry {
             input: 0,
             reply,

@@ -241,7 +241,11 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
     }
     // An empty key would silently turn authentication off (an unset secret, a templating
     // mistake): refuse it rather than serve open while claiming auth.
-    if config.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
+    if config
+        .api_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
         return Err(ServiceError::Startup(
             "the API key (--api-key / IVT_API_KEY) is empty: set a key, or unset it to serve \
              without authentication"

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::common::{compute_dtype, BackendArgs, BackendKind, ModelArgs};
+use super::common::{parse_dtype, BackendArgs, BackendKind, ModelArgs};
 use crate::index::demo::ensure_demo_index;
 use crate::index::HnswParams;
 use crate::model::{parse_device, Encoder};
@@ -110,7 +110,7 @@ impl ServeArgs {
     pub fn config(&self, index_dir: PathBuf) -> anyhow::Result<ServiceConfig> {
         let mut config = ServiceConfig::new(self.model.files()?, index_dir);
         config.device = parse_device(&self.model.device)?;
-        config.dtype = compute_dtype(&self.model.dtype, &config.device)?;
+        config.dtype = parse_dtype(&self.model.dtype)?;
         config.batch = BatchConfig {
             max_batch: self.max_batch,
             max_wait: Duration::from_micros(self.max_wait_us),
@@ -172,7 +172,7 @@ pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
 fn demo_index(args: &ServeArgs) -> anyhow::Result<PathBuf> {
     let files = args.model.files()?;
     let device = parse_device(&args.model.device)?;
-    let dtype = compute_dtype(&args.model.dtype, &device)?;
+    let dtype = parse_dtype(&args.model.dtype)?;
     let encoder = || Ok(Encoder::load(&files, &device, dtype)?);
     let cache = cache_dir(args.cache_dir.as_deref());
     let progress = ProgressBar::new(0).with_style(

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::verify::verify_generation;
 use super::{
     GalleryIndex, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter,
     SearchParams,
@@ -61,6 +62,11 @@ pub trait GalleryBackend: Send + Sync {
     /// Whether the gallery can serve right now (Milvus: the server answers and the collection
     /// exists); refreshes the cached size.
     fn check_health(&self) -> Result<(), IndexError>;
+    /// Checks the stored files against their recorded checksums (embedded index; a remote
+    /// backend checks its own storage): `Corrupt` names a damaged file.
+    fn verify(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 /// The embedded hnsw_rs index as a [`GalleryBackend`]: searches share a read lock, changes take
@@ -207,6 +213,21 @@ impl GalleryBackend for EmbeddedGallery {
     }
 
     fn check_health(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
+
+    /// Verifies without holding the index, so that searches and changes go on meanwhile; a
+    /// change made during the pass can look like damage, so a failure is confirmed while
+    /// holding the index (changes wait for that second pass only).
+    fn verify(&self) -> Result<(), IndexError> {
+        let dir = self.read().generation_dir().to_path_buf();
+        let report = verify_generation(&dir)?;
+        if !report.ok {
+            self.read().verify_files()?.into_result()?;
+        }
+        tracing::info!(generation = %dir.display(), files = report.files.len(),
+            bytes = report.bytes_read, seconds = report.seconds, checksummed = report.checksummed,
+            "index files verified");
         Ok(())
     }
 }

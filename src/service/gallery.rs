@@ -103,7 +103,9 @@ impl Gallery {
         by_person: bool,
     ) -> Result<(Ranked, usize), ServiceError> {
         let backend = self.backend.clone();
+        let span = tracing::info_span!("search", by_person);
         blocking(move || {
+            let _span = span.entered();
             let ranked = if by_person {
                 Ranked::Persons(backend.search_persons(&query, &params, &filter)?)
             } else {
@@ -118,7 +120,9 @@ impl Gallery {
     pub async fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, ServiceError> {
         self.check_writable()?;
         let backend = self.backend.clone();
+        let span = tracing::info_span!("add", images = items.len());
         blocking(move || {
+            let _span = span.entered();
             let size = backend.add(items)?;
             metrics::gallery_size(size);
             Ok(size)
@@ -135,7 +139,9 @@ impl Gallery {
     ) -> Result<(usize, usize), ServiceError> {
         self.check_writable()?;
         let backend = self.backend.clone();
+        let span = tracing::info_span!("remove");
         blocking(move || {
+            let _span = span.entered();
             let (removed, size) = backend.remove(&image_ids, &person_ids)?;
             metrics::gallery_size(size);
             Ok((removed, size))
@@ -150,6 +156,13 @@ impl Gallery {
         }
         let backend = self.backend.clone();
         blocking(move || Ok(backend.persist()?)).await?
+    }
+
+    /// Checks the gallery's stored files against their checksums (see
+    /// [`GalleryBackend::verify`]).
+    pub async fn verify(&self) -> Result<(), ServiceError> {
+        let backend = self.backend.clone();
+        blocking(move || Ok(backend.verify()?)).await?
     }
 
     /// Whether the backend can serve right now (Milvus: reachable, collection present).

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
-use super::queue::{Encoded, Entry, Lanes, QueueSlot};
+use super::queue::{Encoded, Entry, EntrySpans, Lanes, QueueSlot};
 use super::{metrics, Limits, ServiceError};
 use crate::image::{check_dimensions, decode, preprocess, DecodeLimits, Pixels};
 use crate::model::IvtConfig;
@@ -116,7 +117,10 @@ impl Infer {
     ) -> Result<Embedded, ServiceError> {
         let permit = self.admit(&self.lanes.text, texts.len())?;
         let start = Instant::now();
-        let tokenized = self.tokenize(texts).await?;
+        let tokenized = self
+            .tokenize(texts)
+            .instrument(tracing::info_span!("tokenize"))
+            .await?;
         let tokenize = start.elapsed();
         metrics::stage("tokenize", tokenize);
         let truncated = tokenized.iter().map(|t| t.truncated).collect();
@@ -254,6 +258,7 @@ impl Infer {
                 input,
                 reply,
                 enqueued: Instant::now(),
+                spans: EntrySpans::enqueued(),
                 deadline,
                 slot: QueueSlot::new(
                     permit.split(1).ok_or_else(|| {

@@ -8,6 +8,7 @@
 //! - `queue.rs`: the batching tasks (max batch, max wait; entries whose caller left are skipped).
 //! - `worker.rs`: the model on its own OS thread, one batch at a time, answers via oneshots.
 //! - `gallery.rs`: the index behind a read/write lock, searched on the blocking pool.
+//! - `telemetry.rs`: OTLP span export and W3C `traceparent` propagation (a tower layer).
 //! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.
 
 mod auth;
@@ -21,6 +22,7 @@ pub mod metrics;
 mod queue;
 mod retrieval;
 mod server;
+pub mod telemetry;
 mod worker;
 
 pub use config::{BatchConfig, Limits, ServiceConfig, TlsFiles};

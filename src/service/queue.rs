@@ -29,11 +29,35 @@ pub struct Entry<T> {
     pub reply: oneshot::Sender<Result<Encoded, ServiceError>>,
     /// When the entry was queued.
     pub enqueued: Instant,
+    /// The caller's tracing spans.
+    pub spans: EntrySpans,
     /// The caller's deadline, if any.
     pub deadline: Option<Instant>,
     /// The admission permit travels with the entry, so the queue limit counts exactly the
     /// entries not yet answered or dropped, even when callers give up.
     pub slot: QueueSlot,
+}
+
+/// The tracing of one queued input: the request's span, and a `queue` span under it that
+/// ends when the model takes the input.
+pub struct EntrySpans {
+    request: tracing::Span,
+    queue: tracing::Span,
+}
+
+impl EntrySpans {
+    /// Spans for an input queued now, under the current span.
+    pub fn enqueued() -> Self {
+        let request = tracing::Span::current();
+        let queue = tracing::info_span!(parent: &request, "queue");
+        EntrySpans { request, queue }
+    }
+
+    /// Ends the `queue` span and starts an `encode` span for a model pass over `batch` inputs.
+    pub fn encoding(&mut self, batch: usize) -> tracing::Span {
+        self.queue = tracing::Span::none();
+        tracing::info_span!(parent: &self.request, "encode", batch)
+    }
 }
 
 /// The admission places of the two lanes, `capacity` each: texts and images are admitted
@@ -180,6 +204,7 @@ mod tests {
             input: 0,
             reply,
             enqueued: Instant::now(),
+            spans: EntrySpans::enqueued(),
             deadline,
             slot: QueueSlot::new(permit, lanes.clone()),
         };

@@ -13,12 +13,14 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
 use super::gallery::Gallery;
 use super::infer::Infer;
 use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
+use super::telemetry::TraceContextLayer;
 use super::{worker, ServiceConfig, ServiceError};
 use crate::image::Pixels;
 use crate::index::IndexError;
@@ -39,6 +41,8 @@ pub struct RunningServer {
     model_thread: Mutex<Option<JoinHandle<()>>>,
     /// Polls a remote gallery backend and mirrors its health (stopped at shutdown).
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Verifies the embedded index's files after start-up (stopped at shutdown).
+    verifier: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl RunningServer {
@@ -76,6 +80,7 @@ impl RunningServer {
             serve,
             model_thread: Mutex::new(None),
             watcher: Mutex::new(None),
+            verifier: Mutex::new(None),
         })
     }
 
@@ -97,7 +102,9 @@ impl RunningServer {
             dim: encoder.dim(),
         };
         let infer = self.start_pipeline(encoder)?;
-        let watch = (gallery.describe().0 != "embedded").then(|| gallery.clone());
+        let embedded = gallery.describe().0 == "embedded";
+        let verify = embedded.then(|| gallery.clone());
+        let watch = (!embedded).then(|| gallery.clone());
         let core = Core {
             infer,
             gallery,
@@ -110,6 +117,12 @@ impl RunningServer {
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
         tracing::info!(model_fingerprint = %fingerprint, "model and index ready: SERVING");
+        if let Some(gallery) = verify {
+            let task = tokio::spawn(verify_in_background(gallery, self.health.clone()));
+            if let Ok(mut slot) = self.verifier.lock() {
+                *slot = Some(task);
+            }
+        }
         if let Some(gallery) = watch {
             let task = tokio::spawn(watch_backend(
                 gallery,
@@ -165,8 +178,10 @@ impl RunningServer {
     /// stop the model thread. Gallery changes themselves are durable when each call returns.
     pub async fn shutdown(mut self) -> Result<(), ServiceError> {
         tracing::info!("shutting down: NOT_SERVING");
-        if let Some(task) = self.watcher.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
+        for slot in [&self.watcher, &self.verifier] {
+            if let Some(task) = slot.lock().ok().and_then(|mut t| t.take()) {
+                task.abort();
+            }
         }
         self.health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
@@ -204,12 +219,13 @@ impl RunningServer {
     }
 }
 
-/// All services on one router: health open to all, the rest behind the API key (if any).
+/// All services on one router: health open to all, the rest behind the API key (if any); every
+/// request continues its caller's trace.
 fn router(
     config: &ServiceConfig,
     shared: Arc<Shared>,
     health: HealthServer<impl Health>,
-) -> Result<Router, ServiceError> {
+) -> Result<Router<Stack<TraceContextLayer, NoLayer>>, ServiceError> {
     let auth = Auth::new(config.api_key.as_deref());
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
@@ -220,6 +236,7 @@ fn router(
         .max_decoding_message_size(max_message)
         .max_encoding_message_size(usize::MAX);
     Ok(builder(config)?
+        .layer(TraceContextLayer)
         .add_service(health)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
@@ -331,6 +348,24 @@ fn open_milvus(
             other => return other,
         }
     }
+}
+
+/// Verifies the embedded index's files against their checksums once, after SERVING: reading
+/// every file takes seconds for a million images (README "Index checksums"), too long to
+/// hold start-up for. A damaged file turns the retrieval service NOT_SERVING for good (the
+/// index must be rebuilt or restored) and is named in an error log.
+async fn verify_in_background(gallery: Gallery, health: HealthReporter) {
+    let Err(e) = gallery.verify().await else {
+        return;
+    };
+    let file = match &e {
+        ServiceError::Index(IndexError::Corrupt { path, .. }) => path.display().to_string(),
+        _ => String::new(),
+    };
+    tracing::error!(%file, error = %e, "index damaged: NOT_SERVING (rebuild the index or restore it from a backup)");
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 }
 
 /// Reports the retrieval service NOT_SERVING while the gallery backend fails its health check,

@@ -58,8 +58,12 @@ fn process<T>(
     if entries.is_empty() {
         return;
     }
+    let n = entries.len();
+    // One `encode` span per input, under its own request: the pass serves them all.
+    let spans: Vec<tracing::Span> = entries.iter_mut().map(|e| e.spans.encoding(n)).collect();
     let inputs: Vec<&T> = entries.iter().map(|e| &e.input).collect();
     let result = catch_unwind(AssertUnwindSafe(|| embed(&inputs)));
+    drop(spans);
     let encode = start.elapsed();
     metrics::stage("encode", encode);
     let rows = match result {

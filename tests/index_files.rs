@@ -142,7 +142,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     build.add(items(100..125)).unwrap();
     drop(build);
 
-    let live = GalleryIndex::open(&dir, FP).unwrap();
+    let live = GalleryIndex::open_read_only(&dir, FP).unwrap();
     assert_eq!(live.len(), 40);
     assert!(live.contains("img0") && !live.contains("img100"));
 
@@ -159,7 +159,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     resumed.publish().unwrap();
     drop((live, resumed));
 
-    let index = GalleryIndex::open(&dir, FP).unwrap();
+    let index = GalleryIndex::open_read_only(&dir, FP).unwrap();
     assert_eq!(index.len(), 50);
     assert!(!index.contains("img0"));
     let params = SearchParams {
@@ -173,7 +173,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     assert_eq!(hit[0].record.image_id, "img120");
     assert!(GalleryIndex::resume_build(&dir, FP).unwrap().is_none());
     let generations = fs::read_dir(&dir).unwrap().count();
-    assert_eq!(generations, 2, "CURRENT and one generation remain");
+    assert_eq!(generations, 3, "CURRENT, LOCK and one generation remain");
 }
 
 #[test]

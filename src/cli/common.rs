@@ -169,7 +169,7 @@ impl BackendArgs {
             }
             None => {
                 let dir = dir.context("--index is required with the embedded gallery backend")?;
-                let index = GalleryIndex::open_verified(dir, fingerprint)
+                let index = GalleryIndex::open_verified_read_only(dir, fingerprint)
                     .with_context(|| format!("opening index {}", dir.display()))?;
                 Ok(Box::new(EmbeddedGallery::new(index)))
             }

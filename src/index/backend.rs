@@ -83,8 +83,8 @@ impl EmbeddedGallery {
         }
     }
 
-    /// Opens the index in `dir`, or creates an empty one for this model when `dir` does not
-    /// exist.
+    /// Opens the index in `dir` for writing (taking its writer lock), or creates an empty one
+    /// for this model when `dir` does not exist.
     pub fn open_or_create(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
         let index = if dir.exists() {
             GalleryIndex::open(dir, fingerprint)?
@@ -92,6 +92,15 @@ impl EmbeddedGallery {
             tracing::info!(dir = %dir.display(), "no index yet: creating an empty one for this model");
             GalleryIndex::create(dir, fingerprint, dim, HnswParams::default())?
         };
+        Self::checked(index, dim)
+    }
+
+    /// Opens the index in `dir` read-only: no writer lock, changes refused.
+    pub fn open_read_only(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
+        Self::checked(GalleryIndex::open_read_only(dir, fingerprint)?, dim)
+    }
+
+    fn checked(index: GalleryIndex, dim: usize) -> Result<Self, IndexError> {
         if index.dim() != dim {
             return Err(IndexError::Dimension {
                 expected: index.dim(),
@@ -196,7 +205,7 @@ impl GalleryBackend for EmbeddedGallery {
     fn persist(&self) -> Result<(), IndexError> {
         let mut index = self.write();
         let pending = index.graph_pending();
-        if pending > 0 {
+        if pending > 0 && !index.is_read_only() {
             index.save_graph()?;
             tracing::info!(pending, "graph saved");
         }
@@ -227,10 +236,10 @@ impl GalleryBackend for EmbeddedGallery {
 pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), IndexError> {
     let mut parts = Vec::new();
     if !images.is_empty() {
-        parts.push(format!("image ids {}", images.join(", ")));
+        parts.push(format!("image ids {}", super::validate::list_ids(images)));
     }
     if !persons.is_empty() {
-        parts.push(format!("person ids {}", persons.join(", ")));
+        parts.push(format!("person ids {}", super::validate::list_ids(persons)));
     }
     if parts.is_empty() {
         Ok(())

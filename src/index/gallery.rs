@@ -1,6 +1,7 @@
 //! [`GalleryIndex`]: the searchable, persisted gallery.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::checksum::FileSum;
 use super::embeddings::EmbeddingStore;
@@ -13,7 +14,7 @@ use super::metadata::{encode_records, Metadata, RECORDS_FILE, TOMBSTONES_FILE};
 use super::validate::{check_new_items, check_search};
 use super::verify::{verify_generation, VerifyReport};
 use super::{exact, layout, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit};
-use super::{SearchFilter, SearchParams};
+use super::{SearchFilter, SearchParams, WriterLock};
 
 /// Rows copied per `add` while compacting (bounds the memory of one batch).
 const COMPACT_BATCH: usize = 4096;
@@ -27,7 +28,9 @@ const MAX_EF_WIDENING: usize = 8;
 /// A gallery of image embeddings with metadata, searchable by image or by person.
 ///
 /// Searches take `&self` and may run concurrently; changes take `&mut self` and are durable
-/// when they return (callers serialise them, e.g. behind an `RwLock`).
+/// when they return (callers serialise them, e.g. behind an `RwLock`). Across processes, an
+/// index opened for writing holds its directory's [`WriterLock`]; one opened with
+/// [`GalleryIndex::open_read_only`] holds none and refuses changes.
 pub struct GalleryIndex {
     /// Index root (holds `CURRENT` and the generation directories).
     root: PathBuf,
@@ -41,6 +44,9 @@ pub struct GalleryIndex {
     /// A live hnsw_rs graph: over every slot while there is no `flat` (a build), else over the
     /// slots added since (`flat.len()..`). Removed slots are filtered out of both.
     graph: Option<Graph>,
+    /// The directory's writer lock, shared with generations built from this instance
+    /// (compaction); `None` when opened read-only.
+    lock: Option<Arc<WriterLock>>,
 }
 
 impl GalleryIndex {
@@ -62,22 +68,36 @@ impl GalleryIndex {
         params: HnswParams,
         storage: VectorStorage,
     ) -> Result<Self, IndexError> {
+        let lock = lock_creating(dir)?;
         if layout::exists(dir) {
             return Err(IndexError::AlreadyExists(dir.to_path_buf()));
         }
-        let mut index = Self::begin_build(dir, model_fingerprint, dim, params, storage)?;
+        let mut index = Self::build_locked(dir, model_fingerprint, dim, params, storage, lock)?;
         index.publish()?;
         Ok(index)
     }
 
     /// Starts a new generation in `dir` that stays invisible to `open` until
-    /// [`GalleryIndex::publish`]; an existing index keeps serving meanwhile.
+    /// [`GalleryIndex::publish`]; an existing index keeps serving meanwhile (to read-only
+    /// processes: a writer holding the directory's lock makes this fail with `Locked`).
     pub fn begin_build(
         dir: &Path,
         model_fingerprint: &str,
         dim: usize,
         params: HnswParams,
         storage: VectorStorage,
+    ) -> Result<Self, IndexError> {
+        let lock = lock_creating(dir)?;
+        Self::build_locked(dir, model_fingerprint, dim, params, storage, lock)
+    }
+
+    fn build_locked(
+        dir: &Path,
+        model_fingerprint: &str,
+        dim: usize,
+        params: HnswParams,
+        storage: VectorStorage,
+        lock: Arc<WriterLock>,
     ) -> Result<Self, IndexError> {
         if dim == 0 {
             return Err(IndexError::InvalidParams(
@@ -89,13 +109,17 @@ impl GalleryIndex {
         let mut manifest = IndexManifest::new(model_fingerprint, dim, params);
         manifest.storage = storage;
         manifest.write(&building)?;
-        Self::load(dir, building, model_fingerprint)
+        Self::load(dir, building, model_fingerprint, Some(lock))
     }
 
     /// Continues the build interrupted in `dir`, if any (`None` when there is none).
     pub fn resume_build(dir: &Path, model_fingerprint: &str) -> Result<Option<Self>, IndexError> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let lock = Arc::new(WriterLock::acquire(dir)?);
         match layout::pending_build(dir)? {
-            Some(building) => Self::load(dir, building, model_fingerprint).map(Some),
+            Some(building) => Self::load(dir, building, model_fingerprint, Some(lock)).map(Some),
             None => Ok(None),
         }
     }
@@ -104,6 +128,7 @@ impl GalleryIndex {
     /// generations.
     pub fn publish(&mut self) -> Result<(), IndexError> {
         if self.is_building() {
+            self.writable()?;
             self.insert_into_graph(self.graph_len());
             if self.graph_pending() > 0 {
                 self.save_graph()?;
@@ -119,23 +144,49 @@ impl GalleryIndex {
         Ok(())
     }
 
-    /// Opens the index at `dir`; refuses an index built with another model.
+    /// Opens the index at `dir` for reading and writing, taking its writer lock (held until
+    /// the index is dropped); refuses an index built with another model.
     pub fn open(dir: &Path, model_fingerprint: &str) -> Result<Self, IndexError> {
+        let lock = Arc::new(WriterLock::acquire(dir)?);
         let generation = layout::current(dir)?;
-        Self::load(dir, generation, model_fingerprint)
+        Self::load(dir, generation, model_fingerprint, Some(lock))
     }
 
-    /// Opens the index at `dir` whatever model built it: for maintenance that never compares
-    /// embeddings with a model's (remove, compact).
+    /// Opens the index at `dir` for searching only: no lock is taken (a writer may hold it),
+    /// and changes fail with [`IndexError::ReadOnly`]. Changes a writer makes later are not
+    /// seen; a compaction's files stay readable while they are open.
+    pub fn open_read_only(dir: &Path, model_fingerprint: &str) -> Result<Self, IndexError> {
+        let generation = layout::current(dir)?;
+        Self::load(dir, generation, model_fingerprint, None)
+    }
+
+    /// Opens the index at `dir` for writing whatever model built it: for maintenance that
+    /// never compares embeddings with a model's (remove, compact).
     pub fn open_any(dir: &Path) -> Result<Self, IndexError> {
+        let lock = Arc::new(WriterLock::acquire(dir)?);
         let generation = layout::current(dir)?;
         let fingerprint = IndexManifest::read(&generation)?.model_fingerprint;
-        Self::load(dir, generation, &fingerprint)
+        Self::load(dir, generation, &fingerprint, Some(lock))
+    }
+
+    /// Whether this instance was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.lock.is_none()
+    }
+
+    fn writable(&self) -> Result<&Arc<WriterLock>, IndexError> {
+        self.lock
+            .as_ref()
+            .ok_or_else(|| IndexError::ReadOnly(self.root.clone()))
     }
 
     /// Deletes interrupted builds in `dir` (a fresh build does this instead of resuming).
     /// Returns how many were deleted.
     pub fn discard_pending_builds(dir: &Path) -> Result<usize, IndexError> {
+        if !dir.is_dir() {
+            return Ok(0);
+        }
+        let _lock = WriterLock::acquire(dir)?;
         let mut n = 0;
         while let Some(building) = layout::pending_build(dir)? {
             std::fs::remove_dir_all(&building).map_err(IndexError::io(&building))?;
@@ -165,12 +216,26 @@ impl GalleryIndex {
         Self::open(dir, model_fingerprint)
     }
 
+    /// [`GalleryIndex::open_verified`], read-only ([`GalleryIndex::open_read_only`]).
+    pub fn open_verified_read_only(
+        dir: &Path,
+        model_fingerprint: &str,
+    ) -> Result<Self, IndexError> {
+        Self::verify(dir)?.into_result()?;
+        Self::open_read_only(dir, model_fingerprint)
+    }
+
     /// Reads the manifest of the index at `dir` without loading it (for `ivt index info`).
     pub fn read_manifest(dir: &Path) -> Result<IndexManifest, IndexError> {
         IndexManifest::read(&layout::current(dir)?)
     }
 
-    fn load(root: &Path, dir: PathBuf, model_fingerprint: &str) -> Result<Self, IndexError> {
+    fn load(
+        root: &Path,
+        dir: PathBuf,
+        model_fingerprint: &str,
+        lock: Option<Arc<WriterLock>>,
+    ) -> Result<Self, IndexError> {
         let manifest = IndexManifest::read(&dir)?;
         if manifest.model_fingerprint != model_fingerprint {
             return Err(IndexError::ModelMismatch {
@@ -197,6 +262,7 @@ impl GalleryIndex {
             vectors,
             flat,
             graph: None,
+            lock,
         };
         index.sync_counts();
         if !index.is_building() {
@@ -251,6 +317,7 @@ impl GalleryIndex {
     /// deleted once the manifest points at the new one. Afterwards the graph is held in its
     /// compact form only.
     pub fn save_graph(&mut self) -> Result<(), IndexError> {
+        self.writable()?;
         if self.graph_pending() == 0 && self.graph.is_none() {
             return Ok(());
         }
@@ -487,6 +554,7 @@ impl GalleryIndex {
     /// Adds images with their embeddings; durable (fsynced) when it returns. Fails without
     /// changing anything if an id is already live or repeated, or a vector is malformed.
     pub fn add(&mut self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<(), IndexError> {
+        self.writable()?;
         self.check_new_items(&items)?;
         if items.is_empty() {
             return Ok(());
@@ -527,12 +595,14 @@ impl GalleryIndex {
     /// and returns it. `self` keeps answering from the old, now superseded files.
     pub fn compact(&self) -> Result<GalleryIndex, IndexError> {
         let m = &self.manifest;
-        let mut next = Self::begin_build(
+        let lock = self.writable()?.clone();
+        let mut next = Self::build_locked(
             &self.root,
             &m.model_fingerprint,
             m.dim,
             m.hnsw.clone(),
             m.storage,
+            lock,
         )?;
         let live: Vec<usize> = (0..self.meta.slots())
             .filter(|&s| self.meta.row(s).is_some_and(|r| !r.removed))
@@ -584,6 +654,7 @@ impl GalleryIndex {
     }
 
     fn remove_slots(&mut self, slots: &[usize]) -> Result<usize, IndexError> {
+        self.writable()?;
         let removed = slots.iter().filter(|&&s| self.meta.mark_removed(s)).count();
         if removed == 0 {
             return Ok(0);
@@ -595,6 +666,12 @@ impl GalleryIndex {
         self.manifest.write(&self.dir)?;
         Ok(removed)
     }
+}
+
+/// Creates `dir` if needed and takes its writer lock.
+fn lock_creating(dir: &Path) -> Result<Arc<WriterLock>, IndexError> {
+    std::fs::create_dir_all(dir).map_err(IndexError::io(dir))?;
+    Ok(Arc::new(WriterLock::acquire(dir)?))
 }
 
 /// Names of a graph dump's files: hnsw_rs's graph and data, and the flat graph.

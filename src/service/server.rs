@@ -139,19 +139,21 @@ impl RunningServer {
     /// Starts the two batching tasks (texts, images) and the model thread they feed.
     fn start_pipeline(&self, encoder: Encoder) -> Result<Infer, ServiceError> {
         let (batch, max_queue) = (self.config.batch, self.config.limits.max_queue);
-        let (model_tx, model_rx) = mpsc::channel::<Batch>(1);
+        // One lane per modality up to the model thread, which takes texts first.
+        let (model_text_tx, model_text_rx) = mpsc::channel::<Batch>(1);
+        let (model_image_tx, model_image_rx) = mpsc::channel::<Batch>(1);
         let (text_tx, text_rx) = mpsc::channel(max_queue);
         let (image_tx, image_rx) = mpsc::channel::<super::queue::Entry<Pixels>>(max_queue);
         tokio::spawn(batching_task(
             text_rx,
-            model_tx.clone(),
+            model_text_tx,
             batch,
             "text",
             Batch::Texts,
         ));
         tokio::spawn(batching_task(
             image_rx,
-            model_tx,
+            model_image_tx,
             batch,
             "image",
             Batch::Images,
@@ -159,11 +161,11 @@ impl RunningServer {
         let infer = Infer::new(
             text_tx,
             image_tx,
-            max_queue,
+            &self.config.limits,
             encoder.tokenizer().clone(),
             encoder.config().clone(),
         );
-        let thread = worker::spawn(encoder, model_rx)
+        let thread = worker::spawn(encoder, model_text_rx, model_image_rx)
             .map_err(|e| ServiceError::Startup(format!("cannot start the model thread: {e}")))?;
         if let Ok(mut slot) = self.model_thread.lock() {
             *slot = Some(thread);
@@ -254,6 +256,24 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
             "max batch and max queue must be positive".into(),
         ));
     }
+    // An empty key would silently turn authentication off (an unset secret, a templating
+    // mistake): refuse it rather than serve open while claiming auth.
+    if config
+        .api_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        return Err(ServiceError::Startup(
+            "the API key (--api-key / IVT_API_KEY) is empty: set a key, or unset it to serve \
+             without authentication"
+                .into(),
+        ));
+    }
+    if config.limits.max_image_pixels == 0 {
+        return Err(ServiceError::Startup(
+            "--max-image-pixels must be positive".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -289,12 +309,24 @@ fn load_blocking(config: &ServiceConfig) -> Result<(Encoder, Gallery, String), S
     let gallery = match &config.milvus {
         None => {
             tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
-            Gallery::open_embedded(&config.index_dir, &fingerprint, encoder.dim())?
+            Gallery::open_embedded(
+                &config.index_dir,
+                &fingerprint,
+                encoder.dim(),
+                config.read_only,
+            )?
         }
-        Some(milvus) => open_milvus(milvus, &fingerprint, encoder.dim())?,
+        Some(milvus) => {
+            let gallery = open_milvus(milvus, &fingerprint, encoder.dim())?;
+            if config.read_only {
+                gallery.read_only()
+            } else {
+                gallery
+            }
+        }
     };
     let (backend, location) = gallery.describe();
-    tracing::info!(backend, %location, gallery_size = gallery.size(), "gallery open");
+    tracing::info!(backend, %location, gallery_size = gallery.size(), read_only = config.read_only, "gallery open");
     Ok((encoder, gallery, fingerprint))
 }
 

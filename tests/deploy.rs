@@ -80,6 +80,8 @@ fn every_ivt_variable_in_the_deployment_files_is_a_real_flag() {
         "deploy/overlays/milvus/kustomization.yaml",
         "deploy/overlays/milvus/deployment-milvus.yaml",
         "deploy/overlays/milvus/job-index-build-milvus.yaml",
+        "deploy/overlays/replicas/kustomization.yaml",
+        "deploy/overlays/replicas/deployment-replicas.yaml",
     ] {
         for var in ivt_vars(&read(file)) {
             assert!(
@@ -253,4 +255,32 @@ fn the_milvus_overlay_configures_serve_and_the_build_job_for_milvus() {
         }
         other => panic!("the Milvus Job's command does not parse: {other:?}"),
     }
+}
+
+#[test]
+fn the_replicas_overlay_serves_read_only_from_several_replicas() {
+    use clap::Parser;
+    use ivt::cli::Command;
+    let mut vars = configmap();
+    for (op, key, value) in configmap_patch("replicas") {
+        vars.retain(|(k, _)| *k != key);
+        if op != "remove" {
+            vars.push((key, value.expect("a value")));
+        }
+    }
+    for (k, v) in &vars {
+        std::env::set_var(k, v);
+    }
+    match Cli::try_parse_from(["ivt", "serve"]).map(|c| c.command) {
+        Ok(Command::Serve(args)) => assert!(args.read_only, "replicas must serve --read-only"),
+        other => panic!("ivt serve rejects the replicas overlay's ConfigMap: {other:?}"),
+    }
+    let deployment = read("deploy/overlays/replicas/deployment-replicas.yaml");
+    let replicas: u32 = deployment
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("replicas: "))
+        .and_then(|n| n.parse().ok())
+        .expect("a replica count");
+    assert!(replicas > 1);
+    assert!(deployment.contains("readOnly: true") && deployment.contains("RollingUpdate"));
 }

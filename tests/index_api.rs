@@ -248,7 +248,7 @@ fn f16_storage_scores_close_to_f32() {
     index
         .add((0..5).map(|i| (record(i, "p", "c", 0), unit(i))).collect())
         .unwrap();
-    let index = GalleryIndex::open(&dir, FP).unwrap();
+    let index = GalleryIndex::open_read_only(&dir, FP).unwrap();
     let hits = index
         .search_images(&unit(2), &exact(1), &SearchFilter::default())
         .unwrap();

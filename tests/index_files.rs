@@ -142,7 +142,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     build.add(items(100..125)).unwrap();
     drop(build);
 
-    let live = GalleryIndex::open(&dir, FP).unwrap();
+    let live = GalleryIndex::open_read_only(&dir, FP).unwrap();
     assert_eq!(live.len(), 40);
     assert!(live.contains("img0") && !live.contains("img100"));
 
@@ -159,7 +159,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     resumed.publish().unwrap();
     drop((live, resumed));
 
-    let index = GalleryIndex::open(&dir, FP).unwrap();
+    let index = GalleryIndex::open_read_only(&dir, FP).unwrap();
     assert_eq!(index.len(), 50);
     assert!(!index.contains("img0"));
     let params = SearchParams {
@@ -173,7 +173,7 @@ fn an_unpublished_build_leaves_the_previous_index_live_and_can_resume() {
     assert_eq!(hit[0].record.image_id, "img120");
     assert!(GalleryIndex::resume_build(&dir, FP).unwrap().is_none());
     let generations = fs::read_dir(&dir).unwrap().count();
-    assert_eq!(generations, 2, "CURRENT and one generation remain");
+    assert_eq!(generations, 3, "CURRENT, LOCK and one generation remain");
 }
 
 #[test]
@@ -195,4 +195,173 @@ fn a_torn_append_is_ignored_on_open_and_overwritten_by_the_next_add() {
     let index = GalleryIndex::open(&dir, FP).unwrap();
     assert_eq!(index.len(), 42);
     assert_eq!(index.record("img41").unwrap().person_id, "p41");
+}
+
+/// A published index with every kind of file: 40 images, a dumped graph and a removal
+/// (tombstones). Returns its generation directory.
+fn with_every_file(dir: &Path) -> PathBuf {
+    let generation = published(dir);
+    let mut index = GalleryIndex::open(dir, FP).unwrap();
+    index.remove_images(&["img3".to_string()]).unwrap();
+    generation
+}
+
+/// Flips one byte in the middle of a file (or at `at` when given), keeping its length.
+fn flip(path: &Path, at: Option<usize>) {
+    let mut bytes = fs::read(path).unwrap();
+    let i = at.unwrap_or(bytes.len() / 2);
+    bytes[i] ^= 0x20;
+    fs::write(path, &bytes).unwrap();
+}
+
+fn ivt(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_ivt"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// `ivt index verify` on `dir`: (exit success, damaged file names from the JSON report).
+fn cli_verify(dir: &Path) -> (bool, Vec<String>) {
+    let out = ivt(&["index", "verify", "--index", dir.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify stdout is not JSON ({e})"));
+    let damaged = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["ok"] == false)
+        .map(|f| f["file"].as_str().unwrap().to_string())
+        .collect();
+    (out.status.success(), damaged)
+}
+
+#[test]
+fn a_clean_index_verifies_with_every_file_checksummed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    with_every_file(&dir);
+    let report = GalleryIndex::verify(&dir).unwrap();
+    assert!(report.ok && report.checksummed, "{report:?}");
+    let names: Vec<&str> = report.files.iter().map(|f| f.file.as_str()).collect();
+    for suffix in [
+        "manifest.json",
+        "records.jsonl",
+        "embeddings.f32",
+        "tombstones.u32",
+        ".hnsw.graph",
+        ".hnsw.data",
+        ".flat",
+    ] {
+        assert!(
+            names.iter().any(|n| n.ends_with(suffix)),
+            "{suffix}: {names:?}"
+        );
+    }
+    assert_eq!(cli_verify(&dir), (true, vec![]));
+
+    // Adding (appends) and saving the graph keep the checksums current.
+    let mut index = GalleryIndex::open_verified(&dir, FP).unwrap();
+    index.add(items(40..45)).unwrap();
+    assert!(GalleryIndex::verify(&dir).unwrap().ok);
+    index.save_graph().unwrap();
+    drop(index);
+    let report = GalleryIndex::verify(&dir).unwrap();
+    assert!(report.ok, "{report:?}");
+    assert_eq!(
+        report
+            .files
+            .iter()
+            .filter(|f| f.file.ends_with(".flat"))
+            .count(),
+        1,
+        "the replaced graph's checksums are gone"
+    );
+}
+
+#[test]
+fn a_flipped_byte_in_any_file_is_reported_by_name() {
+    for suffix in [
+        "embeddings.f32",
+        "records.jsonl",
+        "tombstones.u32",
+        ".hnsw.graph",
+        ".hnsw.data",
+        ".flat",
+        "manifest.json",
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let generation = with_every_file(&dir);
+        let path = file_with_suffix(&generation, suffix);
+        // In the manifest, a digit of the image count: the JSON stays valid.
+        let at = (suffix == "manifest.json").then(|| {
+            let text = fs::read_to_string(&path).unwrap();
+            text.find("\"count\": 39").unwrap() + "\"count\": ".len()
+        });
+        flip(&path, at);
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+
+        let report = GalleryIndex::verify(&dir).unwrap();
+        let damaged: Vec<&str> = report.damaged().map(|f| f.file.as_str()).collect();
+        assert_eq!(damaged, vec![name.as_str()], "{suffix}");
+        assert_corrupt(GalleryIndex::open_verified(&dir, FP).err().unwrap(), &name);
+        assert_eq!(cli_verify(&dir), (false, vec![name.clone()]), "{suffix}");
+        // CLI commands that open the index refuse it, naming the file.
+        let info = ivt(&["index", "info", "--index", dir.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&info.stderr);
+        assert!(!info.status.success() && stderr.contains(&name), "{stderr}");
+    }
+}
+
+#[test]
+fn an_edited_person_id_is_reported_even_by_a_plain_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let generation = with_every_file(&dir);
+    let records = generation.join("records.jsonl");
+    let text = fs::read_to_string(&records).unwrap();
+    fs::write(&records, text.replacen("\"p7\"", "\"p8\"", 1)).unwrap();
+    assert_eq!(cli_verify(&dir), (false, vec!["records.jsonl".to_string()]));
+    // Records are read whole at every open, so even an unverified open checks them.
+    let err = open_error(&dir);
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_corrupt(err, "records.jsonl");
+    let remove = ivt(&[
+        "index",
+        "remove",
+        "--index",
+        dir.to_str().unwrap(),
+        "--image-id",
+        "img1",
+    ]);
+    let stderr = String::from_utf8_lossy(&remove.stderr);
+    assert!(
+        !remove.status.success() && stderr.contains("records.jsonl"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn an_index_written_before_checksums_opens_and_is_checksummed_at_its_next_change() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("idx");
+    let generation = with_every_file(&dir);
+    let manifest = generation.join("manifest.json");
+    let mut json: serde_json::Value =
+        serde_json::from_slice(&fs::read(&manifest).unwrap()).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    assert!(fields.remove("files").is_some() && fields.remove("manifest_crc32").is_some());
+    fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+
+    let report = GalleryIndex::verify(&dir).unwrap();
+    assert!(report.ok && !report.checksummed, "{report:?}");
+    let mut index = GalleryIndex::open(&dir, FP).unwrap();
+    assert_eq!(index.len(), 39);
+    index.add(items(40..41)).unwrap();
+    drop(index);
+    let report = GalleryIndex::verify(&dir).unwrap();
+    assert!(report.ok && report.checksummed, "{report:?}");
+    assert_eq!(report.files.len(), 7, "{report:?}");
 }

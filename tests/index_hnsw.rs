@@ -13,6 +13,26 @@ const FP: &str = "fp";
 const DIM: usize = 48;
 const N: usize = 3000;
 
+/// The recall@10 every graph here must reach (200 queries, the index's default `ef`).
+///
+/// A graph's recall depends on the order its points were inserted in, so it is measured on
+/// graphs built on one thread (`one_thread`), the same every run; the float rounding of another
+/// CPU's vector unit can still pick a different graph. Measured spread over 50 graphs of the
+/// 3,000-point set built by ivt's parallel insert (2 cores, AMD EPYC): 0.989-0.9935; one-thread
+/// graphs here: 0.9915-0.996. The bound sits well below both; a broken graph falls far lower.
+const MIN_RECALL: f64 = 0.98;
+
+/// Runs `f` on a one-thread rayon pool, so hnsw_rs inserts in input order and builds the same
+/// graph every run (its level generator is seeded). ivt itself inserts large batches on all
+/// cores; `the_parallel_build_reaches_the_same_recall` checks that path.
+fn one_thread<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .expect("a one-thread pool")
+        .install(f)
+}
+
 fn gaussian(rng: &mut StdRng) -> f32 {
     // Box-Muller: rand's core crate has no normal distribution.
     let (u, v): (f32, f32) = (rng.random_range(1e-7..1.0), rng.random());
@@ -90,15 +110,34 @@ fn recall(index: &GalleryIndex, queries: &[Vec<f32>], filter: &SearchFilter) -> 
 
 #[test]
 fn hnsw_matches_exact_search_before_and_after_reload() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("idx");
-    let vectors = clustered(N, 1);
-    let queries = clustered(200, 2);
-    let index = build(&dir, &vectors);
-    let r = recall(&index, &queries, &SearchFilter::default());
-    assert!(r >= 0.99, "recall@10 = {r}");
-    same_scores_as_exact(&index, &queries);
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let queries = clustered(200, 2);
+        let index = build(&dir, &clustered(N, 1));
+        let r = recall(&index, &queries, &SearchFilter::default());
+        assert!(r >= MIN_RECALL, "recall@10 = {r}");
+        same_scores_as_exact(&index, &queries);
 
+        drop(index);
+        let reopened = GalleryIndex::open(&dir, FP).unwrap();
+        assert!(reopened.manifest().graph.is_some());
+        assert_eq!(reopened.graph_pending(), 0);
+        let r2 = recall(&reopened, &queries, &SearchFilter::default());
+        assert!(r2 >= MIN_RECALL, "recall@10 after reload = {r2}");
+        same_scores_as_exact(&reopened, &queries);
+    })
+}
+
+/// The build as `ivt index build` runs it: hnsw_rs inserts on every core, so the graph differs
+/// from run to run (50 builds measured: recall 0.989-0.9935, no point lost in 30 of them).
+#[test]
+fn the_parallel_build_reaches_the_same_recall() {
+    let tmp = tempfile::tempdir().unwrap();
+    let vectors = clustered(N, 1);
+    let index = build(&tmp.path().join("idx"), &vectors);
+    let r = recall(&index, &clustered(200, 2), &SearchFilter::default());
+    assert!(r >= MIN_RECALL, "recall@10 = {r}");
     // Every point finds itself (guards against hnsw_rs parallel-insert orphans, issue #32).
     let lost = (0..N)
         .filter(|&i| {
@@ -106,86 +145,87 @@ fn hnsw_matches_exact_search_before_and_after_reload() {
         })
         .count();
     assert!(lost <= N / 1000, "{lost} points cannot find themselves");
-
-    drop(index);
-    let reopened = GalleryIndex::open(&dir, FP).unwrap();
-    assert!(reopened.manifest().graph.is_some());
-    assert_eq!(reopened.graph_pending(), 0);
-    let r2 = recall(&reopened, &queries, &SearchFilter::default());
-    assert!(r2 >= 0.99, "recall@10 after reload = {r2}");
-    same_scores_as_exact(&reopened, &queries);
 }
 
 #[test]
 fn the_graph_over_f16_storage_matches_exact_search() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("idx");
-    let index = build_with(&dir, &clustered(N, 5), VectorStorage::F16);
-    let queries = clustered(200, 6);
-    let r = recall(&index, &queries, &SearchFilter::default());
-    assert!(r >= 0.99, "recall@10 = {r}");
-    same_scores_as_exact(&index, &queries);
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let index = build_with(&dir, &clustered(N, 5), VectorStorage::F16);
+        let queries = clustered(200, 6);
+        let r = recall(&index, &queries, &SearchFilter::default());
+        assert!(r >= MIN_RECALL, "recall@10 = {r}");
+        same_scores_as_exact(&index, &queries);
+    })
 }
 
 #[test]
 fn images_added_to_a_published_index_are_found_through_the_graph() {
-    const ADDED: usize = 500;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("idx");
-    let vectors = clustered(N + 2 * ADDED, 3);
-    let queries = clustered(100, 4);
-    let check = |index: &GalleryIndex, upto: usize| {
-        let r = recall(index, &queries, &SearchFilter::default());
-        assert!(r >= 0.99, "recall@10 = {r}");
-        same_scores_as_exact(index, &queries);
-        let lost = (N..upto)
-            .filter(|&i| {
-                ids(index, &vectors[i], false, &SearchFilter::default())[0] != format!("img{i}")
-            })
-            .count();
-        assert!(lost <= 1, "{lost} added points cannot find themselves");
-    };
-    let added = |range: std::ops::Range<usize>| -> Vec<_> {
-        range.map(|i| (record(i), vectors[i].clone())).collect()
-    };
-    let mut index = build(&dir, &vectors[..N]);
-    index.add(added(N..N + ADDED)).unwrap();
-    assert_eq!(index.graph_pending(), ADDED);
-    check(&index, N + ADDED);
-    index.save_graph().unwrap();
-    assert_eq!(index.graph_pending(), 0);
-    check(&index, N + ADDED);
+    one_thread(|| {
+        const ADDED: usize = 500;
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let vectors = clustered(N + 2 * ADDED, 3);
+        let queries = clustered(100, 4);
+        let check = |index: &GalleryIndex, upto: usize| {
+            let r = recall(index, &queries, &SearchFilter::default());
+            assert!(r >= MIN_RECALL, "recall@10 = {r}");
+            same_scores_as_exact(index, &queries);
+            let lost = (N..upto)
+                .filter(|&i| {
+                    ids(index, &vectors[i], false, &SearchFilter::default())[0] != format!("img{i}")
+                })
+                .count();
+            assert!(lost <= 1, "{lost} added points cannot find themselves");
+        };
+        let added = |range: std::ops::Range<usize>| -> Vec<_> {
+            range.map(|i| (record(i), vectors[i].clone())).collect()
+        };
+        let mut index = build(&dir, &vectors[..N]);
+        index.add(added(N..N + ADDED)).unwrap();
+        assert_eq!(index.graph_pending(), ADDED);
+        check(&index, N + ADDED);
+        index.save_graph().unwrap();
+        assert_eq!(index.graph_pending(), 0);
+        check(&index, N + ADDED);
 
-    // Added and not saved: re-inserted when the index is opened again.
-    index.add(added(N + ADDED..N + 2 * ADDED)).unwrap();
-    drop(index);
-    let reopened = GalleryIndex::open(&dir, FP).unwrap();
-    assert_eq!(reopened.graph_pending(), ADDED);
-    assert_eq!(reopened.len(), N + 2 * ADDED);
-    check(&reopened, N + 2 * ADDED);
+        // Added and not saved: re-inserted when the index is opened again.
+        index.add(added(N + ADDED..N + 2 * ADDED)).unwrap();
+        drop(index);
+        let reopened = GalleryIndex::open(&dir, FP).unwrap();
+        assert_eq!(reopened.graph_pending(), ADDED);
+        assert_eq!(reopened.len(), N + 2 * ADDED);
+        check(&reopened, N + 2 * ADDED);
+    })
 }
 
 #[test]
 fn an_index_written_before_the_flat_graph_file_is_flattened_when_opened() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("idx");
-    drop(build(&dir, &clustered(N, 7)));
-    let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap();
-    let generation = dir.join(current.trim());
-    let manifest_path = generation.join("manifest.json");
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
-    let dump = manifest["graph"].as_object_mut().unwrap();
-    let basename = dump["basename"].as_str().unwrap().to_string();
-    assert!(dump.remove("flat_bytes").is_some());
-    std::fs::write(&manifest_path, manifest.to_string()).unwrap();
-    std::fs::remove_file(generation.join(format!("{basename}.flat"))).unwrap();
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        drop(build(&dir, &clustered(N, 7)));
+        let current = std::fs::read_to_string(dir.join("CURRENT")).unwrap();
+        let generation = dir.join(current.trim());
+        let manifest_path = generation.join("manifest.json");
+        let mut manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+        // Such an index also predates file checksums.
+        let fields = manifest.as_object_mut().unwrap();
+        assert!(fields.remove("files").is_some() && fields.remove("manifest_crc32").is_some());
+        let dump = manifest["graph"].as_object_mut().unwrap();
+        let basename = dump["basename"].as_str().unwrap().to_string();
+        assert!(dump.remove("flat_bytes").is_some());
+        std::fs::write(&manifest_path, manifest.to_string()).unwrap();
+        std::fs::remove_file(generation.join(format!("{basename}.flat"))).unwrap();
 
-    let index = GalleryIndex::open(&dir, FP).unwrap();
-    let queries = clustered(200, 8);
-    let r = recall(&index, &queries, &SearchFilter::default());
-    assert!(r >= 0.99, "recall@10 = {r}");
-    same_scores_as_exact(&index, &queries);
+        let index = GalleryIndex::open(&dir, FP).unwrap();
+        let queries = clustered(200, 8);
+        let r = recall(&index, &queries, &SearchFilter::default());
+        assert!(r >= MIN_RECALL, "recall@10 = {r}");
+        same_scores_as_exact(&index, &queries);
+    })
 }
 
 /// Graph hits carry exactly the scores exact search gives the same images (the graph re-scores
@@ -222,61 +262,65 @@ fn same_scores_as_exact(index: &GalleryIndex, queries: &[Vec<f32>]) {
 
 #[test]
 fn filters_hold_inside_the_graph_and_selective_filters_are_exact() {
-    let tmp = tempfile::tempdir().unwrap();
-    let vectors = clustered(N, 3);
-    let queries = clustered(60, 4);
-    let index = build(&tmp.path().join("idx"), &vectors);
-    // 30% of the gallery: searched in the graph with the filter applied during traversal.
-    let wide = SearchFilter {
-        camera_ids: vec!["c1".into(), "c4".into(), "c7".into()],
-        ..Default::default()
-    };
-    // 1/3000 of the gallery's persons excluded, plus a filter keeping ~0.3%: exact fallback.
-    let narrow = SearchFilter {
-        camera_ids: vec!["c2".into()],
-        exclude_person_ids: (0..990).map(|p| format!("p{p}")).collect(),
-        ..Default::default()
-    };
-    for q in &queries {
-        for h in ids(&index, q, false, &wide) {
-            let i: usize = h[3..].parse().unwrap();
-            assert!(
-                [1, 4, 7].contains(&(i % 10)),
-                "{h} passed the camera filter"
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let vectors = clustered(N, 3);
+        let queries = clustered(60, 4);
+        let index = build(&tmp.path().join("idx"), &vectors);
+        // 30% of the gallery: searched in the graph with the filter applied during traversal.
+        let wide = SearchFilter {
+            camera_ids: vec!["c1".into(), "c4".into(), "c7".into()],
+            ..Default::default()
+        };
+        // 1/3000 of the gallery's persons excluded, plus a filter keeping ~0.3%: exact fallback.
+        let narrow = SearchFilter {
+            camera_ids: vec!["c2".into()],
+            exclude_person_ids: (0..990).map(|p| format!("p{p}")).collect(),
+            ..Default::default()
+        };
+        for q in &queries {
+            for h in ids(&index, q, false, &wide) {
+                let i: usize = h[3..].parse().unwrap();
+                assert!(
+                    [1, 4, 7].contains(&(i % 10)),
+                    "{h} passed the camera filter"
+                );
+            }
+            assert_eq!(
+                ids(&index, q, false, &narrow),
+                ids(&index, q, true, &narrow)
             );
         }
-        assert_eq!(
-            ids(&index, q, false, &narrow),
-            ids(&index, q, true, &narrow)
-        );
-    }
-    assert!(recall(&index, &queries, &wide) >= 0.98);
+        assert!(recall(&index, &queries, &wide) >= 0.98);
+    })
 }
 
 #[test]
 fn tombstones_are_skipped_and_compaction_drops_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("idx");
-    let vectors = clustered(1200, 5);
-    let mut index = build(&dir, &vectors);
-    let removed: Vec<String> = (0..1200).step_by(2).map(|i| format!("img{i}")).collect();
-    assert_eq!(index.remove_images(&removed).unwrap(), 600);
-    for (i, v) in vectors.iter().enumerate().step_by(37) {
-        let got = ids(&index, v, false, &SearchFilter::default());
-        assert!(got
-            .iter()
-            .all(|id| id[3..].parse::<usize>().unwrap() % 2 == 1));
-        if i % 2 == 1 {
-            assert_eq!(got[0], format!("img{i}"));
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let vectors = clustered(1200, 5);
+        let mut index = build(&dir, &vectors);
+        let removed: Vec<String> = (0..1200).step_by(2).map(|i| format!("img{i}")).collect();
+        assert_eq!(index.remove_images(&removed).unwrap(), 600);
+        for (i, v) in vectors.iter().enumerate().step_by(37) {
+            let got = ids(&index, v, false, &SearchFilter::default());
+            assert!(got
+                .iter()
+                .all(|id| id[3..].parse::<usize>().unwrap() % 2 == 1));
+            if i % 2 == 1 {
+                assert_eq!(got[0], format!("img{i}"));
+            }
         }
-    }
-    let compacted = index.compact().unwrap();
-    assert_eq!(compacted.manifest().slots, 600);
-    assert_eq!(compacted.manifest().removed, 0);
-    drop((index, compacted));
-    let index = GalleryIndex::open(&dir, FP).unwrap();
-    assert_eq!(index.len(), 600);
-    assert_eq!(index.manifest().slots, 600);
-    let got = ids(&index, &vectors[11], false, &SearchFilter::default());
-    assert_eq!(got[0], "img11");
+        let compacted = index.compact().unwrap();
+        assert_eq!(compacted.manifest().slots, 600);
+        assert_eq!(compacted.manifest().removed, 0);
+        drop((index, compacted));
+        let index = GalleryIndex::open(&dir, FP).unwrap();
+        assert_eq!(index.len(), 600);
+        assert_eq!(index.manifest().slots, 600);
+        let got = ids(&index, &vectors[11], false, &SearchFilter::default());
+        assert_eq!(got[0], "img11");
+    })
 }

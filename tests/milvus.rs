@@ -660,7 +660,7 @@ fn the_cli_gives_the_same_answers_on_both_backends() {
             .unwrap();
         assert!(!refused.status.success());
         assert!(
-            String::from_utf8_lossy(&refused.stderr).contains("person ids 13 not in the gallery")
+            String::from_utf8_lossy(&refused.stderr).contains("person ids `13` not in the gallery")
         );
         let drop = MilvusGallery::open_any(milvus_config(&server.uri, "cli")).unwrap();
         drop.drop_collection().unwrap();

@@ -83,6 +83,9 @@ async fn json_of(r: reqwest::Response) -> (StatusCode, Value) {
     (status, r.json().await.unwrap())
 }
 
+/// What was sent, what came back, and the expected status, code and message part.
+type Case<'a> = (&'a str, (StatusCode, Value), u16, &'a str, &'a str);
+
 /// Asserts an error answer: HTTP status, gRPC code name and a message containing `needle`.
 fn assert_error(what: &str, got: &(StatusCode, Value), status: u16, code: &str, needle: &str) {
     let (s, body) = got;
@@ -300,7 +303,7 @@ async fn bad_inputs_get_http_codes_and_json_errors() {
     })
     .await;
     let search = |body: Value| f.post_json("/v1/search", body);
-    let cases: Vec<(&str, (StatusCode, Value), u16, &str, &str)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "not JSON",
             f.post("/v1/search", "{text: oops").await,

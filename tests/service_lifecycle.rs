@@ -279,3 +279,47 @@ async fn tls_serves_clients_that_trust_the_ca() {
     assert!(refused, "plaintext must not be served on a TLS port");
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_index_file_turns_retrieval_not_serving() {
+    let encoder = local_encoder();
+    for suffix in ["embeddings.f32", ".hnsw.data"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let index_dir = build_index(tmp.path(), &gallery(3, 2), &encoder);
+        let fingerprint = model_files().fingerprint().unwrap();
+        let mut index = ivt::index::GalleryIndex::open(&index_dir, &fingerprint).unwrap();
+        index.save_graph().unwrap();
+        drop(index);
+        // One flipped byte: opening does not read these files whole, the background check does.
+        let current = std::fs::read_to_string(index_dir.join("CURRENT")).unwrap();
+        let generation = index_dir.join(current.trim());
+        let path = std::fs::read_dir(&generation)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(suffix))
+            .unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+
+        let server = serve(config(&index_dir)).await;
+        let mut health = HealthClient::new(channel(&server).await);
+        let mut watch = health
+            .watch(check("ivt.v1.Retrieval"))
+            .await
+            .unwrap()
+            .into_inner();
+        let mut seen = Vec::new();
+        while seen.last() != Some(&(ServingStatus::NotServing as i32)) {
+            let status = watch.message().await.unwrap().expect("status").status;
+            seen.push(status);
+        }
+        assert!(
+            seen.len() <= 2 && (seen.len() == 1 || seen[0] == ServingStatus::Serving as i32),
+            "{suffix}: {seen:?}"
+        );
+        drop(watch);
+        server.shutdown().await.unwrap();
+    }
+}

@@ -86,13 +86,13 @@ fn training_on_synthetic_data_lowers_the_loss() {
     let data = tmp.path().join("data");
     run_ok(
         ivt()
-            .args(["synth", "--identities", "20", "--images-per-identity", "2"])
+            .args(["synth", "--identities", "8", "--images-per-identity", "2"])
             .args(["--seed", "1", "--out", data.to_str().unwrap()]),
     );
     let config = common::fixture("model-tiny-s12/config.json");
     let out = run_ok(
         ivt()
-            .args(["train", "--epochs", "10", "--batch-size", "8"])
+            .args(["train", "--epochs", "30", "--batch-size", "8"])
             .args([
                 "--dataset",
                 data.join("reid_raw.json").to_str().unwrap(),
@@ -114,6 +114,8 @@ fn training_on_synthetic_data_lowers_the_loss() {
                 "0",
                 "--embed-dropout",
                 "0",
+                "--mask-ratio",
+                "0",
             ]),
     );
     let losses: Vec<f64> = out
@@ -124,10 +126,15 @@ fn training_on_synthetic_data_lowers_the_loss() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(losses.len(), 10, "{out}");
-    // From scratch, seeded (`--seed` defaults to 42), so the run is the same every time.
-    let first = (losses[0] + losses[1]) / 2.0;
-    let last = losses[7..].iter().sum::<f64>() / 3.0;
+    assert_eq!(losses.len(), 30, "{out}");
+    // Seeded (`--seed` defaults to 42), so a run is the same every time on one machine; another
+    // CPU's float rounding makes it another trajectory, like another seed. A small set seen many
+    // times (12 training images, 60 steps) makes the fall large against that noise: the mean loss
+    // of the last 10 epochs over the first 3, measured for seeds 1-11 and 42, is 0.59-0.84 (0.71
+    // for 42), far below the bound; the old 10-epoch run on 40 images gave 0.91-1.0 over seeds,
+    // around the same bound.
+    let first = losses[..3].iter().sum::<f64>() / 3.0;
+    let last = losses[20..].iter().sum::<f64>() / 10.0;
     assert!(
         last < 0.95 * first,
         "loss should fall on synthetic data: {losses:?}"

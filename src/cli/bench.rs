@@ -5,8 +5,10 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::common::compute_dtype;
+use super::common::parse_dtype;
 use crate::image::Pixels;
+use crate::model::kernels::Precision;
+use crate::model::packed::PackedLinear;
 use crate::model::{parse_device, weights, weights_dtype, Encoder, IvtModel};
 use crate::text::{TextTokenizer, Tokenized};
 
@@ -66,7 +68,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
 fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
     let cfg = super::common::preset(&args.preset)?;
     let device = parse_device(&args.device)?;
-    let dtype = compute_dtype(&args.dtype, &device)?;
+    let dtype = parse_dtype(&args.dtype)?;
     let stored = weights_dtype(dtype, &device);
     let tensors = weights::random_tensors(&cfg, stored, &device, 0)?;
     let mut model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, stored, &device))?;
@@ -79,6 +81,15 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
 
     let matmul_gflops = matmul_gflops(&device, args.seconds.min(3.0))?;
     eprintln!("plain f32 matmul 2048x768 @ 768x3072: {matmul_gflops:.1} GFLOP/s");
+    let mut kernel_gflops = serde_json::Map::new();
+    if device.is_cpu() {
+        for (name, precision) in [("f32", Precision::F32), ("bf16", Precision::Bf16)] {
+            if let Some(g) = packed_gflops(precision, args.seconds.min(3.0))? {
+                eprintln!("packed {name} product, same shape: {g:.1} GFLOP/s");
+                kernel_gflops.insert(name.into(), g.into());
+            }
+        }
+    }
     let [h, w] = cfg.image_size;
     let pixels = Pixels {
         data: (0..3 * h * w)
@@ -122,6 +133,7 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
         "dtype": args.dtype,
         "threads": rayon::current_num_threads(),
         "matmul_gflops": matmul_gflops,
+        "packed_kernel_gflops": kernel_gflops,
         "image_gflop_per_pass": cfg.image_flops() / 1e9,
         "text_gflop_per_pass": cfg.text_flops(args.text_tokens) / 1e9,
         "results": rows,
@@ -155,4 +167,17 @@ pub fn matmul_gflops(device: &Device, seconds: f64) -> anyhow::Result<f64> {
         a.matmul(&b).and_then(|c| c.sum_all()).map(|_| ())
     })?;
     Ok(per_s * 2.0 * (m * k * n) as f64 / 1e9)
+}
+
+/// GFLOP/s of the packed CPU kernels on the shape of [`matmul_gflops`] (`x W^T` with the weight
+/// packed once, bias added), or None where the CPU lacks their instructions.
+pub fn packed_gflops(precision: Precision, seconds: f64) -> anyhow::Result<Option<f64>> {
+    let (m, k, n) = (2048usize, 768usize, 3072usize);
+    let x = Tensor::randn(0f32, 1f32, (m, k), &Device::Cpu)?;
+    let w = Tensor::randn(0f32, 1f32, (n, k), &Device::Cpu)?;
+    let Some(lin) = PackedLinear::new(&w, None, precision)? else {
+        return Ok(None);
+    };
+    let per_s = measure(seconds, 1, || lin.forward(&x, false).map(|_| ()))?;
+    Ok(Some(per_s * 2.0 * (m * k * n) as f64 / 1e9))
 }

@@ -167,7 +167,7 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
     crate::index::release_freed_heap();
     let before_open = memory();
     let t = Instant::now();
-    let index = GalleryIndex::open(&dir, "bench")?;
+    let index = GalleryIndex::open_read_only(&dir, "bench")?;
     let open_s = t.elapsed().as_secs_f64();
     let after_open = memory();
     // HNSW first, exact afterwards: the memory after the HNSW searches is what an HNSW-serving

@@ -26,8 +26,9 @@ pub struct ModelArgs {
     #[arg(long, env = "IVT_DEVICE", default_value = "cpu")]
     pub device: String,
     /// Compute precision: f32 (exact, the default), or opt-in reduced precision: f16/bf16 on GPUs;
-    /// bf16 on the CPU with the MKL build (bf16 matrix products over f32 weights, ~1.7x faster;
-    /// cosine to f32 >= 0.999). candle's CPU f16 matmul is slower than f32.
+    /// bf16 on the CPU (bf16 matrix products over f32 weights through AVX512-BF16, or MKL's in
+    /// MKL builds; cosine to f32 >= 0.999; f32 with a warning on CPUs without AVX512-BF16).
+    /// candle's CPU f16 matmul is slower than f32.
     #[arg(long, env = "IVT_DTYPE", default_value = "f32")]
     pub dtype: String,
 }
@@ -51,7 +52,7 @@ impl ModelArgs {
     pub fn load(&self) -> anyhow::Result<(Encoder, ModelFiles)> {
         let files = self.files()?;
         let device = parse_device(&self.device)?;
-        let dtype = compute_dtype(&self.dtype, &device)?;
+        let dtype = parse_dtype(&self.dtype)?;
         tracing::info!(model = %files.weights.display(), device = %self.device, "loading model");
         let encoder = Encoder::load(&files, &device, dtype)
             .with_context(|| format!("loading {}", files.weights.display()))?;
@@ -65,20 +66,9 @@ pub fn preset(name: &str) -> anyhow::Result<IvtConfig> {
         .with_context(|| format!("unknown preset `{name}`; known: {}", PRESETS.join(", ")))
 }
 
-/// Parses the compute precision for `device`. candle's CPU backend has no bf16 matmul (and its
-/// f16 matmul is slower than f32): bf16 on the CPU runs through MKL's packed bf16 products, so it
-/// needs the MKL build.
-pub fn compute_dtype(s: &str, device: &candle_core::Device) -> anyhow::Result<DType> {
-    let dtype = parse_dtype(s)?;
-    anyhow::ensure!(
-        cfg!(feature = "mkl") || !(device.is_cpu() && dtype == DType::BF16),
-        "--dtype bf16 on the CPU needs the MKL build (`--features mkl`, see README \"Speed\"); \
-         use f32, or --device cuda"
-    );
-    Ok(dtype)
-}
-
-/// Parses f32/f16/bf16.
+/// Parses the compute precision (f32/f16/bf16). On the CPU, bf16 means bf16 matrix products
+/// with f32 accumulation over f32 master weights: MKL's in MKL builds, otherwise the AVX512-BF16
+/// kernels, falling back to f32 (with a warning) on CPUs without them.
 pub fn parse_dtype(s: &str) -> anyhow::Result<DType> {
     match s {
         "f32" => Ok(DType::F32),
@@ -179,7 +169,7 @@ impl BackendArgs {
             }
             None => {
                 let dir = dir.context("--index is required with the embedded gallery backend")?;
-                let index = GalleryIndex::open(dir, fingerprint)
+                let index = GalleryIndex::open_verified_read_only(dir, fingerprint)
                     .with_context(|| format!("opening index {}", dir.display()))?;
                 Ok(Box::new(EmbeddedGallery::new(index)))
             }

@@ -28,6 +28,9 @@ pub enum IndexCommand {
     Remove(RemoveArgs),
     /// Rewrite the index without removed images and rebuild its graph.
     Compact(InfoArgs),
+    /// Check every file of an index against the checksums its manifest records (JSON report
+    /// on stdout naming each damaged file; exits non-zero when one is damaged).
+    Verify(InfoArgs),
 }
 
 /// Where the gallery comes from and how to encode it.
@@ -170,6 +173,7 @@ pub fn run(cmd: IndexCommand) -> anyhow::Result<()> {
         IndexCommand::Add(args) => add(args),
         IndexCommand::Remove(args) => remove(args),
         IndexCommand::Compact(args) => compact(&args.index),
+        IndexCommand::Verify(args) => verify(&args.index),
     }
 }
 
@@ -345,6 +349,7 @@ fn info(target: &GalleryTarget) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = target.dir()?;
+    GalleryIndex::verify(dir)?.into_result()?;
     let manifest = GalleryIndex::read_manifest(dir)?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
     Ok(())
@@ -374,7 +379,7 @@ fn add(args: AddArgs) -> anyhow::Result<()> {
         );
     }
     let dir = args.target.dir()?;
-    let mut index = GalleryIndex::open(dir, &fingerprint)?;
+    let mut index = GalleryIndex::open_verified(dir, &fingerprint)?;
     filter_existing(&mut items, |id| index.contains(id), args.skip_existing)?;
     let stats = encode_with_progress(&mut |b| index.add(b), &encoder, items, &args.gallery)?;
     // Re-inserting many undumped points at every open would slow loading down: dump the graph.
@@ -424,6 +429,7 @@ fn remove(args: RemoveArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let dir = args.target.dir()?;
+    GalleryIndex::verify(dir)?.into_result()?;
     let mut index = GalleryIndex::open_any(dir)?;
     let images = index.remove_images(&args.image_ids)?;
     let persons = index.remove_persons(&args.person_ids)?;
@@ -437,8 +443,27 @@ fn remove(args: RemoveArgs) -> anyhow::Result<()> {
 }
 
 fn compact(dir: &Path) -> anyhow::Result<()> {
+    // Compaction would copy damaged vectors into a new generation with fresh checksums.
+    GalleryIndex::verify(dir)?.into_result()?;
     let index = GalleryIndex::open_any(dir)?;
     let compacted = index.compact()?;
     println!("{}", serde_json::to_string(compacted.manifest())?);
+    Ok(())
+}
+
+fn verify(dir: &Path) -> anyhow::Result<()> {
+    let report = GalleryIndex::verify(dir)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !report.checksummed {
+        tracing::warn!(index = %dir.display(),
+            "index written before file checksums: nothing to verify until its next change records them");
+    }
+    let damaged: Vec<&str> = report.damaged().map(|f| f.file.as_str()).collect();
+    anyhow::ensure!(
+        damaged.is_empty(),
+        "index {} is damaged: {}",
+        dir.display(),
+        damaged.join(", ")
+    );
     Ok(())
 }

@@ -19,6 +19,8 @@ pub mod train;
 
 use clap::{Parser, Subcommand};
 
+use crate::service::telemetry::Telemetry;
+
 /// Text-based person retrieval with IVT.
 #[derive(Debug, Parser)]
 #[command(name = "ivt", version, about, long_about = None)]
@@ -26,6 +28,18 @@ pub struct Cli {
     /// Log as JSON lines (for log collectors) instead of human-readable text.
     #[arg(long, global = true, env = "IVT_JSON_LOGS")]
     pub json_logs: bool,
+    /// Export tracing spans (request, tokenize, queue, encode, search, add, remove) to this
+    /// OpenTelemetry collector over OTLP/gRPC, e.g. `http://otel-collector:4317`. Off when unset.
+    #[arg(long, global = true, env = "IVT_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+    /// The `service.name` the exported spans carry.
+    #[arg(
+        long,
+        global = true,
+        env = "IVT_OTLP_SERVICE_NAME",
+        default_value = "ivt"
+    )]
+    pub otlp_service_name: String,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -57,18 +71,36 @@ pub enum Command {
     Bench(bench::BenchCommand),
 }
 
-/// Logs go to stderr so that stdout stays machine-readable (`ivt ... | jq`).
-pub fn init_logging(json: bool) {
+/// Logs go to stderr so that stdout stays machine-readable (`ivt ... | jq`); spans also go to
+/// the OTLP collector when `--otlp-endpoint` is set. Returns the exporter, to be shut down (which
+/// sends the last spans) before the process exits.
+pub fn init_logging(cli: &Cli) -> anyhow::Result<Option<Telemetry>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{Layer, Registry};
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hnsw_rs=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+    let telemetry = match &cli.otlp_endpoint {
+        Some(endpoint) => Some(Telemetry::otlp(endpoint, &cli.otlp_service_name)?),
+        None => None,
+    };
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let mut layers: Vec<Box<dyn Layer<Registry> + Send + Sync>> = vec![
+        filter.boxed(),
+        if cli.json_logs {
+            fmt.json().boxed()
+        } else {
+            fmt.boxed()
+        },
+    ];
+    if let Some(t) = &telemetry {
+        layers.push(t.layer().boxed());
     }
+    tracing_subscriber::registry().with(layers).init();
+    if let Some(endpoint) = &cli.otlp_endpoint {
+        tracing::info!(%endpoint, service_name = %cli.otlp_service_name, "exporting spans over OTLP");
+    }
+    Ok(telemetry)
 }
 
 /// Runs the parsed command line.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::common::{compute_dtype, BackendArgs, BackendKind, ModelArgs};
+use super::common::{parse_dtype, BackendArgs, BackendKind, ModelArgs};
 use crate::index::demo::ensure_demo_index;
 use crate::index::HnswParams;
 use crate::model::{parse_device, Encoder};
@@ -25,6 +25,12 @@ pub struct ServeArgs {
     /// evaluated on), generated and indexed under --cache-dir on first start.
     #[arg(long, env = "IVT_INDEX")]
     pub index: Option<PathBuf>,
+    /// Serve the gallery without changing it: AddImages and RemoveImages answer
+    /// FAILED_PRECONDITION and the index directory's writer lock is not taken, so several
+    /// replicas can share one index (which must exist) while one writer (a serving replica
+    /// without this flag, or `ivt index ...`) changes it; restart to see its changes.
+    #[arg(long, env = "IVT_READ_ONLY")]
+    pub read_only: bool,
     /// Gallery backend: the embedded index (--index) or a Milvus collection.
     #[command(flatten)]
     pub backend: BackendArgs,
@@ -69,6 +75,15 @@ pub struct ServeArgs {
     /// Largest accepted encoded image, in bytes.
     #[arg(long, env = "IVT_MAX_IMAGE_BYTES", default_value_t = 8 << 20)]
     pub max_image_bytes: usize,
+    /// Largest accepted image in pixels (width x height), read from the image header before
+    /// anything is decoded. The default, 4096 x 4096, covers person crops and whole 4K frames.
+    #[arg(long, env = "IVT_MAX_IMAGE_PIXELS", default_value_t = ivt_default_pixels())]
+    pub max_image_pixels: u64,
+    /// Most pixels decoded at once over all requests; image calls beyond it are refused with
+    /// RESOURCE_EXHAUSTED (decoding costs CPU and memory by the pixel, not by the byte).
+    /// Default: four images of --max-image-pixels.
+    #[arg(long, env = "IVT_MAX_DECODE_PIXELS")]
+    pub max_decode_pixels: Option<u64>,
     /// Largest top_k of a Search.
     #[arg(long, env = "IVT_MAX_TOP_K", default_value_t = 1000)]
     pub max_top_k: u32,
@@ -101,7 +116,7 @@ impl ServeArgs {
     pub fn config(&self, index_dir: PathBuf) -> anyhow::Result<ServiceConfig> {
         let mut config = ServiceConfig::new(self.model.files()?, index_dir);
         config.device = parse_device(&self.model.device)?;
-        config.dtype = compute_dtype(&self.model.dtype, &config.device)?;
+        config.dtype = parse_dtype(&self.model.dtype)?;
         config.batch = BatchConfig {
             max_batch: self.max_batch,
             max_wait: Duration::from_micros(self.max_wait_us),
@@ -113,9 +128,14 @@ impl ServeArgs {
             max_queue: self.max_queue,
             max_text_bytes: self.max_text_bytes,
             max_image_bytes: self.max_image_bytes,
+            max_image_pixels: self.max_image_pixels,
+            max_decode_pixels: self
+                .max_decode_pixels
+                .unwrap_or(self.max_image_pixels.saturating_mul(4)),
             max_add_batch: self.max_add_batch,
         };
         config.api_key = self.api_key.clone();
+        config.read_only = self.read_only;
         config.tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -136,6 +156,10 @@ impl ServeArgs {
     }
 }
 
+const fn ivt_default_pixels() -> u64 {
+    crate::image::DEFAULT_MAX_PIXELS
+}
+
 /// The cache folder for generated galleries.
 pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
     if let Some(dir) = flag {
@@ -154,7 +178,7 @@ pub fn cache_dir(flag: Option<&Path>) -> PathBuf {
 fn demo_index(args: &ServeArgs) -> anyhow::Result<PathBuf> {
     let files = args.model.files()?;
     let device = parse_device(&args.model.device)?;
-    let dtype = compute_dtype(&args.model.dtype, &device)?;
+    let dtype = parse_dtype(&args.model.dtype)?;
     let encoder = || Ok(Encoder::load(&files, &device, dtype)?);
     let cache = cache_dir(args.cache_dir.as_deref());
     let progress = ProgressBar::new(0).with_style(

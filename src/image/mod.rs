@@ -5,5 +5,6 @@
 mod preprocess;
 
 pub use preprocess::{
-    decode, load, preprocess, resize_rgb, resize_with, to_tensor, DecodeLimits, ImageError, Pixels,
+    check_dimensions, decode, load, preprocess, resize_rgb, resize_with, to_tensor, DecodeLimits,
+    ImageError, Pixels, DEFAULT_MAX_PIXELS,
 };

@@ -42,16 +42,62 @@ pub struct DecodeLimits {
     pub max_side: u32,
     /// Largest decoder allocation in bytes.
     pub max_alloc: u64,
+    /// Most pixels (width x height, from the header, checked before decoding).
+    pub max_pixels: u64,
 }
+
+/// Default pixel limit: 4096 x 4096, a 4K frame with room to spare; person crops are well
+/// under 1 megapixel.
+pub const DEFAULT_MAX_PIXELS: u64 = 1 << 24;
 
 impl Default for DecodeLimits {
     fn default() -> Self {
-        // A person crop is rarely above 2k pixels; 16k x 16k still admits whole frames.
         Self {
             max_side: 16_384,
             max_alloc: 512 << 20,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
+}
+
+/// The image's width and height from its header alone (nothing is decoded), refusing an
+/// image over `limits` so that a small file declaring a huge image costs nothing.
+pub fn check_dimensions(bytes: &[u8], limits: DecodeLimits) -> Result<(u32, u32), ImageError> {
+    if bytes.is_empty() {
+        return Err(ImageError::Empty);
+    }
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(ImageError::UnknownFormat);
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if w > limits.max_side || h > limits.max_side || pixels > limits.max_pixels {
+        return Err(ImageError::TooLarge(format!(
+            "{w}x{h} pixels; the limit is {} pixels ({} per side)",
+            limits.max_pixels, limits.max_side
+        )));
+    }
+    Ok((w, h))
+}
+
+/// A JPEG whose last scan has no end-of-image marker after it was cut short: the decoder
+/// would fill the missing part with grey and succeed. (`FF D9` cannot occur inside
+/// entropy-coded data, where `FF` is always followed by `00` or a restart marker, and an EXIF
+/// thumbnail's own end marker comes before the main image's scans.)
+fn check_jpeg_complete(bytes: &[u8]) -> Result<(), ImageError> {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    let ends = last_scan.is_some_and(|at| bytes[at..].windows(2).any(|w| w == [0xFF, 0xD9]));
+    if !ends {
+        return Err(ImageError::Decode(
+            "truncated JPEG: no end-of-image marker after the last scan".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// A preprocessed image: normalised `f32` pixels in CHW order, ready to batch.
@@ -68,14 +114,14 @@ pub struct Pixels {
 /// Decodes JPEG, PNG, WebP or BMP bytes (greyscale, RGBA and 16-bit included) into 8-bit RGB.
 /// Alpha is dropped, as PIL's `convert('RGB')` does.
 pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<RgbImage, ImageError> {
-    if bytes.is_empty() {
-        return Err(ImageError::Empty);
-    }
+    check_dimensions(bytes, limits)?;
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| ImageError::Decode(e.to_string()))?;
-    if reader.format().is_none() {
-        return Err(ImageError::UnknownFormat);
+    match reader.format() {
+        None => return Err(ImageError::UnknownFormat),
+        Some(image::ImageFormat::Jpeg) => check_jpeg_complete(bytes)?,
+        Some(_) => {}
     }
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_side);

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use super::verify::verify_generation;
 use super::{
     GalleryIndex, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter,
     SearchParams,
@@ -63,6 +64,11 @@ pub trait GalleryBackend: Send + Sync {
     /// Whether the gallery can serve right now (Milvus: the server answers and the collection
     /// exists); refreshes the cached size.
     fn check_health(&self) -> Result<(), IndexError>;
+    /// Checks the stored files against their recorded checksums (embedded index; a remote
+    /// backend checks its own storage): `Corrupt` names a damaged file.
+    fn verify(&self) -> Result<(), IndexError> {
+        Ok(())
+    }
 }
 
 /// The embedded hnsw_rs index as a [`GalleryBackend`]: searches share a read lock, changes take
@@ -79,8 +85,8 @@ impl EmbeddedGallery {
         }
     }
 
-    /// Opens the index in `dir`, or creates an empty one for this model when `dir` does not
-    /// exist.
+    /// Opens the index in `dir` for writing (taking its writer lock), or creates an empty one
+    /// for this model when `dir` does not exist.
     pub fn open_or_create(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
         let index = if dir.exists() {
             GalleryIndex::open(dir, fingerprint)?
@@ -88,6 +94,15 @@ impl EmbeddedGallery {
             tracing::info!(dir = %dir.display(), "no index yet: creating an empty one for this model");
             GalleryIndex::create(dir, fingerprint, dim, HnswParams::default())?
         };
+        Self::checked(index, dim)
+    }
+
+    /// Opens the index in `dir` read-only: no writer lock, changes refused.
+    pub fn open_read_only(dir: &Path, fingerprint: &str, dim: usize) -> Result<Self, IndexError> {
+        Self::checked(GalleryIndex::open_read_only(dir, fingerprint)?, dim)
+    }
+
+    fn checked(index: GalleryIndex, dim: usize) -> Result<Self, IndexError> {
         if index.dim() != dim {
             return Err(IndexError::Dimension {
                 expected: index.dim(),
@@ -200,7 +215,7 @@ impl GalleryBackend for EmbeddedGallery {
     fn persist(&self) -> Result<(), IndexError> {
         let mut index = self.write();
         let pending = index.graph_pending();
-        if pending > 0 {
+        if pending > 0 && !index.is_read_only() {
             index.save_graph()?;
             tracing::info!(pending, "graph saved");
         }
@@ -210,16 +225,31 @@ impl GalleryBackend for EmbeddedGallery {
     fn check_health(&self) -> Result<(), IndexError> {
         Ok(())
     }
+
+    /// Verifies without holding the index, so that searches and changes go on meanwhile; a
+    /// change made during the pass can look like damage, so a failure is confirmed while
+    /// holding the index (changes wait for that second pass only).
+    fn verify(&self) -> Result<(), IndexError> {
+        let dir = self.read().generation_dir().to_path_buf();
+        let report = verify_generation(&dir)?;
+        if !report.ok {
+            self.read().verify_files()?.into_result()?;
+        }
+        tracing::info!(generation = %dir.display(), files = report.files.len(),
+            bytes = report.bytes_read, seconds = report.seconds, checksummed = report.checksummed,
+            "index files verified");
+        Ok(())
+    }
 }
 
 /// [`IndexError::Missing`] naming the absent ids, or `Ok` when none is absent.
 pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), IndexError> {
     let mut parts = Vec::new();
     if !images.is_empty() {
-        parts.push(format!("image ids {}", images.join(", ")));
+        parts.push(format!("image ids {}", super::validate::list_ids(images)));
     }
     if !persons.is_empty() {
-        parts.push(format!("person ids {}", persons.join(", ")));
+        parts.push(format!("person ids {}", super::validate::list_ids(persons)));
     }
     if parts.is_empty() {
         Ok(())

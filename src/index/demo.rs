@@ -81,7 +81,7 @@ pub fn ensure_demo_index(
         &fingerprint[..16.min(fingerprint.len())]
     ));
     let index_dir = base.join("index");
-    if let Ok(index) = GalleryIndex::open(&index_dir, &fingerprint) {
+    if let Ok(index) = GalleryIndex::open_read_only(&index_dir, &fingerprint) {
         if !index.is_empty() {
             tracing::info!(index = %index_dir.display(), images = index.len(), "demo gallery cached");
             return Ok(index_dir);

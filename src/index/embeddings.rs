@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use half::f16;
 use memmap2::{Mmap, MmapOptions};
 
+use super::checksum::FileSum;
 use super::manifest::VectorStorage;
 use super::{fsio, IndexError};
 
@@ -83,8 +84,8 @@ impl EmbeddingStore {
         Ok(())
     }
 
-    /// Appends rows durably and maps them.
-    pub(crate) fn append(&mut self, vectors: &[&[f32]]) -> Result<(), IndexError> {
+    /// Appends rows durably and maps them; returns the checksum of the bytes appended.
+    pub(crate) fn append(&mut self, vectors: &[&[f32]]) -> Result<FileSum, IndexError> {
         let mut bytes = Vec::with_capacity(vectors.len() * self.row_bytes());
         for v in vectors {
             debug_assert_eq!(v.len(), self.dim);
@@ -97,7 +98,8 @@ impl EmbeddingStore {
         }
         let committed = (self.rows * self.row_bytes()) as u64;
         fsio::append_synced(&self.path, committed, &bytes)?;
-        self.remap(self.rows + vectors.len())
+        self.remap(self.rows + vectors.len())?;
+        Ok(FileSum::of(&bytes))
     }
 
     /// Number of committed rows.

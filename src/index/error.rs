@@ -43,7 +43,7 @@ pub enum IndexError {
         supported: u32,
     },
     /// An image id is already present in the index (or twice in one batch).
-    #[error("image id `{0}` is already in the index")]
+    #[error("image id {0} is already in the index")]
     DuplicateImageId(String),
     /// A record is unusable (e.g. an empty image id).
     #[error("invalid image record: {0}")]
@@ -94,6 +94,20 @@ pub enum IndexError {
     /// The gallery server (Milvus) refused or failed an operation.
     #[error("gallery backend error: {0}")]
     Backend(String),
+    /// Another process (or another open index in this one) holds the index's writer lock.
+    #[error(
+        "index at {path} is locked by another writer ({holder}); stop it first, or open the \
+         index read-only (`ivt serve --read-only`)"
+    )]
+    Locked {
+        /// The index directory.
+        path: PathBuf,
+        /// Who holds the lock (its PID, from the lock file).
+        holder: String,
+    },
+    /// A change was asked of an index opened read-only.
+    #[error("index at {0} is open read-only: changes are refused")]
+    ReadOnly(PathBuf),
     /// Reading or writing a file failed.
     #[error("i/o error on {path}: {source}")]
     Io {

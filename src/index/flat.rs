@@ -18,6 +18,7 @@ use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::path::Path;
 
+use super::checksum::FileSum;
 use super::exact::{Scored, TopK};
 use super::IndexError;
 
@@ -186,8 +187,8 @@ impl FlatGraph {
         })
     }
 
-    /// Writes the graph to `path` and fsyncs it; returns the file size.
-    pub(crate) fn write(&self, path: &Path) -> Result<u64, IndexError> {
+    /// Writes the graph to `path` and fsyncs it; returns the file's size and checksum.
+    pub(crate) fn write(&self, path: &Path) -> Result<FileSum, IndexError> {
         let mut words: Vec<u32> = Vec::with_capacity(self.heap_bytes() / 4 + 16);
         words.extend_from_slice(&MAGIC);
         words.extend([
@@ -212,7 +213,7 @@ impl FlatGraph {
         f.write_all(&crc.to_le_bytes())
             .map_err(IndexError::io(path))?;
         f.sync_all().map_err(IndexError::io(path))?;
-        Ok(bytes.len() as u64 + 4)
+        Ok(FileSum::of(bytes).then(FileSum::of(&crc.to_le_bytes())))
     }
 
     /// Reads a graph written by [`FlatGraph::write`], checking its size, checksum, structure
@@ -405,7 +406,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.flat");
         let g = ring(20);
-        let bytes = g.write(&path).unwrap();
+        let bytes = g.write(&path).unwrap().bytes;
         let back = FlatGraph::read(&path, bytes, 20).unwrap();
         assert_eq!(back.offsets, g.offsets);
         assert_eq!(back.neighbours, g.neighbours);

@@ -4,7 +4,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{fsio, ImageRecord, IndexError};
+use super::checksum::{check_sum, FileSum};
+use super::{fsio, ImageRecord, IndexError, IndexManifest};
 
 /// File holding one JSON record per slot, in slot order.
 pub(crate) const RECORDS_FILE: &str = "records.jsonl";
@@ -46,17 +47,19 @@ pub(crate) struct Metadata {
 }
 
 impl Metadata {
-    /// Reads the first `slots` records and the tombstones from `dir`.
-    pub(crate) fn read(dir: &Path, slots: usize, records_bytes: u64) -> Result<Self, IndexError> {
+    /// Reads the manifest's committed records and the tombstones from `dir`, checking both
+    /// against the manifest's checksums (they are read whole anyway, so this costs little).
+    pub(crate) fn read(dir: &Path, manifest: &IndexManifest) -> Result<Self, IndexError> {
+        let slots = manifest.slots;
         let mut meta = Metadata::default();
         // Exact sizes: growing by doubling would leave up to half of each unused.
         meta.records.reserve_exact(slots);
         meta.rows.reserve_exact(slots);
         meta.live_ids.reserve(slots);
-        for record in read_records(dir, slots, records_bytes)? {
+        for record in read_records(dir, manifest)? {
             meta.push(record);
         }
-        for slot in read_tombstones(dir, slots)? {
+        for slot in read_tombstones(dir, manifest)? {
             meta.mark_removed(slot);
         }
         Ok(meta)
@@ -140,14 +143,15 @@ impl Metadata {
             .collect()
     }
 
-    /// Writes the tombstones atomically.
-    pub(crate) fn write_tombstones(&self, dir: &Path) -> Result<(), IndexError> {
+    /// Writes the tombstones atomically; returns their checksum.
+    pub(crate) fn write_tombstones(&self, dir: &Path) -> Result<FileSum, IndexError> {
         let bytes: Vec<u8> = self
             .tombstones()
             .iter()
             .flat_map(|s| s.to_le_bytes())
             .collect();
-        fsio::write_atomic(&dir.join(TOMBSTONES_FILE), &bytes)
+        fsio::write_atomic(&dir.join(TOMBSTONES_FILE), &bytes)?;
+        Ok(FileSum::of(&bytes))
     }
 }
 
@@ -161,7 +165,15 @@ pub(crate) fn encode_records(records: &[&ImageRecord]) -> Vec<u8> {
     out
 }
 
-fn read_records(dir: &Path, slots: usize, bytes: u64) -> Result<Vec<ImageRecord>, IndexError> {
+/// The recorded checksum of a file of `manifest`: a file it records nothing for (one not
+/// written yet) must be empty, unless the index predates checksums.
+fn recorded(manifest: &IndexManifest, name: &str) -> Option<FileSum> {
+    manifest.files.as_ref()?;
+    Some(manifest.sum(name).unwrap_or_default())
+}
+
+fn read_records(dir: &Path, manifest: &IndexManifest) -> Result<Vec<ImageRecord>, IndexError> {
+    let (slots, bytes) = (manifest.slots, manifest.records_bytes);
     let path = dir.join(RECORDS_FILE);
     let data = match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && slots == 0 => return Ok(Vec::new()),
@@ -188,15 +200,27 @@ fn read_records(dir: &Path, slots: usize, bytes: u64) -> Result<Vec<ImageRecord>
         let msg = format!("{} records, the manifest records {slots}", records.len());
         return Err(IndexError::corrupt(&path, msg));
     }
+    // After parsing, so that a malformed line is reported with its number.
+    check_sum(
+        &path,
+        recorded(manifest, RECORDS_FILE),
+        FileSum::of(committed),
+    )?;
     Ok(records)
 }
 
-fn read_tombstones(dir: &Path, slots: usize) -> Result<Vec<usize>, IndexError> {
+fn read_tombstones(dir: &Path, manifest: &IndexManifest) -> Result<Vec<usize>, IndexError> {
+    let slots = manifest.slots;
     let path = dir.join(TOMBSTONES_FILE);
     let data = match std::fs::read(&path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         r => r.map_err(IndexError::io(&path))?,
     };
+    check_sum(
+        &path,
+        recorded(manifest, TOMBSTONES_FILE),
+        FileSum::of(&data),
+    )?;
     if data.len() % 4 != 0 {
         return Err(IndexError::corrupt(&path, "length is not a multiple of 4"));
     }

@@ -7,10 +7,13 @@
 //! - On disk, `<index>/CURRENT` names a generation directory holding `manifest.json`,
 //!   `records.jsonl`, `embeddings.f32` (or `.f16`), `tombstones.u32`, the hnsw_rs dump and
 //!   its neighbour lists in compact form (`<graph>.flat`), which is what searches walk.
+//!   The manifest records the size and CRC-32 of every other file and of itself; `verify`
+//!   checks them all.
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
 
 mod backend;
+mod checksum;
 pub mod demo;
 mod embeddings;
 mod error;
@@ -22,6 +25,7 @@ mod gallery;
 mod graph;
 mod hits;
 mod layout;
+mod lock;
 mod manifest;
 mod metadata;
 pub mod milvus;
@@ -29,13 +33,17 @@ mod params;
 pub mod pipeline;
 mod record;
 mod validate;
+mod verify;
 
 pub use backend::{EmbeddedGallery, GalleryBackend};
+pub use checksum::FileSum;
 pub use error::IndexError;
 pub use filter::SearchFilter;
 pub use gallery::GalleryIndex;
 pub use graph::{release_freed_heap, UnitDot};
 pub use hits::{ImageHit, PersonHit};
+pub use lock::{WriterLock, LOCK_FILE};
 pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
 pub use params::{HnswParams, SearchParams};
 pub use record::ImageRecord;
+pub use verify::{FileCheck, VerifyReport};

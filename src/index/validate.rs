@@ -5,6 +5,30 @@ use std::collections::HashSet;
 
 use super::{ImageRecord, IndexError, SearchFilter, SearchParams};
 
+/// Ids echoed in an error message: at most this many ...
+const LISTED_IDS: usize = 10;
+/// ... each cut to this many characters.
+const LISTED_ID_CHARS: usize = 64;
+
+/// `ids` for an error message, bounded whatever the caller sent: the first few, each shortened
+/// and with control characters escaped (messages end up in text logs), then how many more.
+pub(crate) fn list_ids(ids: &[String]) -> String {
+    let mut listed: Vec<String> = ids.iter().take(LISTED_IDS).map(|id| quote_id(id)).collect();
+    if ids.len() > LISTED_IDS {
+        listed.push(format!("and {} more", ids.len() - LISTED_IDS));
+    }
+    listed.join(", ")
+}
+
+/// One id, shortened and escaped, in backquotes.
+pub(crate) fn quote_id(id: &str) -> String {
+    let mut shown: String = id.chars().take(LISTED_ID_CHARS).collect();
+    if shown.len() < id.len() {
+        shown.push('…');
+    }
+    format!("`{}`", shown.escape_debug())
+}
+
 /// A vector of the gallery's dimension with finite values.
 pub(crate) fn check_vector(v: &[f32], dim: usize) -> Result<(), IndexError> {
     if v.len() != dim {
@@ -52,9 +76,25 @@ pub(crate) fn check_new_items(
             )));
         }
         if present(&record.image_id) || !seen.insert(record.image_id.as_str()) {
-            return Err(IndexError::DuplicateImageId(record.image_id.clone()));
+            return Err(IndexError::DuplicateImageId(quote_id(&record.image_id)));
         }
         check_vector(vector, dim)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listed_ids_are_bounded_and_escaped() {
+        let ids: Vec<String> = (0..100_000).map(|i| format!("id-{i}\nforged")).collect();
+        let listed = list_ids(&ids);
+        assert!(listed.len() < 400, "{listed}");
+        assert!(listed.ends_with("and 99990 more"), "{listed}");
+        assert!(!listed.contains('\n') && listed.contains("\\n"), "{listed}");
+        let long = quote_id(&"x".repeat(1 << 20));
+        assert!(long.len() < 80 && long.ends_with("…`"), "{long}");
+    }
 }

@@ -28,7 +28,7 @@ pub struct Encoder {
 impl Encoder {
     /// Loads the weights of `files` onto `device`, computing in `dtype` (F32 unless a reduced
     /// precision is asked for explicitly; on the CPU, bf16 means bf16 matrix products over f32
-    /// weights and needs the MKL build).
+    /// weights: MKL's or the AVX512-BF16 kernels', f32 on CPUs with neither).
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
         let raw = weights::read_checkpoint(&files.weights)?;
         let stored = weights_dtype(dtype, device);

@@ -168,18 +168,23 @@ impl Attention {
     }
 
     /// `mask`, if given, is additive and broadcastable to `[B, heads, N, N]` (`[B, 1, 1, N]`).
+    /// With `residual` (inference), returns `residual + attention(x)`.
     fn forward(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
         train: bool,
         autocast: Option<DType>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         if super::attention::applies(x, train, autocast) {
             let qkv = self.qkv.forward(x, autocast)?;
             let out =
                 super::attention::self_attention(&qkv, mask, self.num_heads, self.scale as f32)?;
-            return self.proj.forward(&out, autocast);
+            return match residual {
+                Some(res) => self.proj.forward_add(&out, res),
+                None => self.proj.forward(&out, autocast),
+            };
         }
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
@@ -210,7 +215,10 @@ impl Attention {
             .to_dtype(x.dtype())?
             .transpose(1, 2)?
             .reshape((b, n, c))?;
-        self.proj.forward(&out, autocast)
+        match residual {
+            Some(res) => self.proj.forward_add(&out, res),
+            None => self.proj.forward(&out, autocast),
+        }
     }
 }
 
@@ -230,9 +238,18 @@ impl Mlp {
         })
     }
 
-    fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
-        let h = super::ops::gelu_erf(&self.fc1.forward(x, autocast)?)?;
-        self.fc2.forward(&h, autocast)
+    /// With `residual` (inference), returns `residual + mlp(x)`.
+    fn forward(
+        &self,
+        x: &Tensor,
+        autocast: Option<DType>,
+        residual: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let h = self.fc1.forward_gelu(x, autocast)?;
+        match residual {
+            Some(res) => self.fc2.forward_add(&h, res),
+            None => self.fc2.forward(&h, autocast),
+        }
     }
 }
 
@@ -267,18 +284,27 @@ impl Block {
         train: Option<(&TrainOptions, f32)>,
     ) -> Result<Tensor> {
         let autocast = train.and_then(|(t, _)| t.autocast);
-        let h = self.attn.forward(
-            &layer_norm(&self.norm1, x, train.is_some())?,
-            mask,
-            train.is_some(),
-            autocast,
-        )?;
-        let x = (x + apply_drop_path(&h, train)?)?;
         let mlp = match modality {
             Modality::Image => &self.mlp_vis,
             Modality::Text => &self.mlp_txt,
         };
-        let h = mlp.forward(&layer_norm(&self.norm2, &x, train.is_some())?, autocast)?;
+        if train.is_none() {
+            // Inference: the residual adds go into the output projections (fused with packed
+            // weights).
+            let x = self
+                .attn
+                .forward(&self.norm1.forward(x)?, mask, false, None, Some(x))?;
+            return mlp.forward(&self.norm2.forward(&x)?, None, Some(&x));
+        }
+        let h = self.attn.forward(
+            &layer_norm(&self.norm1, x, true)?,
+            mask,
+            true,
+            autocast,
+            None,
+        )?;
+        let x = (x + apply_drop_path(&h, train)?)?;
+        let h = mlp.forward(&layer_norm(&self.norm2, &x, true)?, autocast, None)?;
         x + apply_drop_path(&h, train)?
     }
 }
@@ -365,34 +391,64 @@ impl IvtModel {
     }
 
     /// Prepares the network for inference on its device with matrix products in `compute`: on
-    /// the CPU of an MKL build every linear weight is packed once (f32, or bf16 for the opt-in
-    /// reduced-precision mode; see `mkl.rs`) and the unpacked copy dropped, so the network then
-    /// serves f32 CPU passes without gradients only (what [`crate::model::Encoder`] runs).
-    /// Elsewhere nothing changes.
+    /// the CPU every linear weight is packed once (f32, or bf16 for the opt-in reduced-precision
+    /// mode) and the unpacked copy dropped, so the network then serves f32 CPU passes without
+    /// gradients only (what [`crate::model::Encoder`] runs). MKL builds pack for MKL's GEMM
+    /// (`mkl.rs`); other builds for the AVX-512 kernels (`kernels.rs`) where the CPU has them,
+    /// keeping candle's products (f32) where it does not. Elsewhere nothing changes.
     pub fn prepare_for_inference(&mut self, compute: DType) -> Result<()> {
         #[cfg(feature = "mkl")]
         if self.device().is_cpu() && self.dtype() == DType::F32 {
-            for block in &mut self.blocks {
-                for lin in [
-                    &mut block.attn.qkv,
-                    &mut block.attn.proj,
-                    &mut block.mlp_vis.fc1,
-                    &mut block.mlp_vis.fc2,
-                    &mut block.mlp_txt.fc1,
-                    &mut block.mlp_txt.fc2,
-                ] {
-                    lin.pack(compute)?;
+            for lin in self.linears_mut() {
+                lin.pack(compute)?;
+            }
+            return Ok(());
+        }
+        #[cfg(not(feature = "mkl"))]
+        if self.device().is_cpu() && self.dtype() == DType::F32 {
+            use super::kernels::Precision;
+            let precision = match compute {
+                DType::F32 => Precision::F32,
+                DType::BF16 if Precision::Bf16.available() => Precision::Bf16,
+                DType::BF16 => {
+                    tracing::warn!(
+                        "--dtype bf16 on the CPU needs AVX512-BF16, which this CPU lacks: \
+                         computing in f32"
+                    );
+                    Precision::F32
                 }
+                other => candle_core::bail!("CPU products run in f32 or bf16, not {other:?}"),
+            };
+            let mut packed = false;
+            for lin in self.linears_mut() {
+                packed = lin.pack_for_kernels(precision)?;
+            }
+            if !packed {
+                tracing::debug!("no AVX-512 on this CPU: candle's f32 products");
             }
             return Ok(());
         }
         if compute != self.dtype() {
             candle_core::bail!(
-                "products in {compute:?} over {:?} weights need the MKL build on CPU",
+                "products in {compute:?} over {:?} weights need f32 weights on CPU",
                 self.dtype()
             );
         }
         Ok(())
+    }
+
+    /// Every linear layer of the blocks.
+    fn linears_mut(&mut self) -> impl Iterator<Item = &mut Linear> {
+        self.blocks.iter_mut().flat_map(|block| {
+            [
+                &mut block.attn.qkv,
+                &mut block.attn.proj,
+                &mut block.mlp_vis.fc1,
+                &mut block.mlp_vis.fc2,
+                &mut block.mlp_txt.fc1,
+                &mut block.mlp_txt.fc2,
+            ]
+        })
     }
 
     /// The architecture this network was built with.

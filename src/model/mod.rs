@@ -6,9 +6,11 @@ mod config;
 mod encoder;
 mod files;
 mod ivt;
+pub(crate) mod kernels;
 #[cfg(feature = "mkl")]
 mod mkl;
 mod ops;
+pub(crate) mod packed;
 pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};

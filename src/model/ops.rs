@@ -13,13 +13,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 
-/// A linear layer: candle-nn's, plus (MKL builds) its weight packed once for CPU inference.
+/// A linear layer: candle-nn's, plus its weight packed once for CPU inference (MKL's packed
+/// GEMM in MKL builds, the AVX-512 kernels of `kernels.rs` elsewhere where the CPU has them).
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// None once packed: inference needs only the packed copy (half the memory).
     inner: Option<candle_nn::Linear>,
     #[cfg(feature = "mkl")]
     packed: Option<Arc<super::mkl::PackedLinear>>,
+    fast: Option<Arc<super::packed::PackedLinear>>,
 }
 
 impl Linear {
@@ -29,6 +31,7 @@ impl Linear {
             inner: Some(inner),
             #[cfg(feature = "mkl")]
             packed: None,
+            fast: None,
         }
     }
 
@@ -43,9 +46,53 @@ impl Linear {
         Ok(())
     }
 
+    /// Packs the weight for the AVX-512 kernels in `precision` and drops the unpacked copy, as
+    /// [`Linear::pack`]; returns false (and changes nothing) where the CPU lacks the kernels'
+    /// instructions.
+    pub fn pack_for_kernels(&mut self, precision: super::kernels::Precision) -> Result<bool> {
+        let Some(inner) = &self.inner else {
+            return Ok(self.fast.is_some());
+        };
+        match super::packed::PackedLinear::new(inner.weight(), inner.bias(), precision)? {
+            Some(packed) => {
+                self.fast = Some(Arc::new(packed));
+                self.inner = None;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The packed kernels' layer, if `x` is an input they take (f32 on the CPU, no gradient).
+    fn kernels_for(&self, x: &Tensor) -> Option<&super::packed::PackedLinear> {
+        self.fast
+            .as_deref()
+            .filter(|_| x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op())
+    }
+
+    /// `gelu(x W^T + b)`, fused into the product where the weight is packed for the kernels.
+    pub fn forward_gelu(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
+        match self.kernels_for(x) {
+            Some(k) => k.forward(x, true),
+            None => gelu_erf(&self.forward(x, autocast)?),
+        }
+    }
+
+    /// `residual + x W^T + b` (inference: `residual` shaped as the output), fused into the
+    /// product where the weight is packed for the kernels.
+    pub fn forward_add(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
+        match self.kernels_for(x) {
+            Some(k) => k.forward_residual(x, residual),
+            None => residual + self.forward(x, None)?,
+        }
+    }
+
     /// `x W^T + b`; with `autocast`, the product runs in that dtype (inputs cast, output cast
     /// back to `x`'s dtype) and the bias is added in full precision, as PyTorch's autocast does.
     pub fn forward(&self, x: &Tensor, autocast: Option<DType>) -> Result<Tensor> {
+        if let Some(k) = self.kernels_for(x) {
+            return k.forward(x, false);
+        }
         #[cfg(feature = "mkl")]
         if let Some(packed) = &self.packed {
             if x.device().is_cpu() && x.dtype() == DType::F32 && !x.track_op() {

@@ -25,6 +25,11 @@ pub struct Limits {
     pub max_text_bytes: usize,
     /// Largest encoded image in bytes.
     pub max_image_bytes: usize,
+    /// Largest image in pixels (width x height, read from the header before decoding).
+    pub max_image_pixels: u64,
+    /// Most pixels being decoded at once, over all requests: image work beyond it is refused
+    /// with RESOURCE_EXHAUSTED rather than queued (decoding is the expensive part).
+    pub max_decode_pixels: u64,
     /// Most images per AddImages call.
     pub max_add_batch: usize,
 }
@@ -38,6 +43,8 @@ impl Default for Limits {
             max_queue: 512,
             max_text_bytes: 4096,
             max_image_bytes: 8 << 20,
+            max_image_pixels: crate::image::DEFAULT_MAX_PIXELS,
+            max_decode_pixels: 4 * crate::image::DEFAULT_MAX_PIXELS,
             max_add_batch: 256,
         }
     }
@@ -82,6 +89,9 @@ pub struct ServiceConfig {
     pub dtype: DType,
     /// Gallery index directory; created empty when it does not exist. Unused with `milvus`.
     pub index_dir: PathBuf,
+    /// Serve without changing the gallery: no writer lock on the index directory (so several
+    /// replicas can share it), AddImages and RemoveImages answer FAILED_PRECONDITION.
+    pub read_only: bool,
     /// Keep the gallery in this Milvus collection instead of the embedded index.
     pub milvus: Option<MilvusConfig>,
     /// How often a remote gallery backend (Milvus) is health-checked.
@@ -111,6 +121,7 @@ impl ServiceConfig {
             device: Device::Cpu,
             dtype: DType::F32,
             index_dir,
+            read_only: false,
             milvus: None,
             health_interval: Duration::from_secs(5),
             batch: BatchConfig::default(),

@@ -35,12 +35,29 @@ pub enum ServiceError {
         /// The configured queue limit.
         limit: usize,
     },
+    /// Too many pixels are being decoded for other requests; the client should back off.
+    #[error(
+        "server busy decoding images: this call needs {pixels} pixels of a budget of {limit} \
+         being decoded at once; retry with backoff"
+    )]
+    DecodeBusy {
+        /// Pixels of this call's images.
+        pixels: u64,
+        /// The decode budget (`--max-decode-pixels`).
+        limit: u64,
+    },
     /// The client's deadline passed before the work was done.
     #[error("deadline exceeded while {0}")]
     DeadlineExceeded(&'static str),
     /// The model or index is still loading.
     #[error("not ready: {0}")]
     NotReady(&'static str),
+    /// The server was started with `--read-only` and refuses changes to the gallery.
+    #[error(
+        "this server is read-only (--read-only): send AddImages and RemoveImages to the \
+         writing replica"
+    )]
+    ReadOnly,
     /// The server is shutting down.
     #[error("server is shutting down")]
     ShuttingDown,
@@ -73,10 +90,11 @@ impl ServiceError {
             }
             Self::Model(_) => Code::Internal,
             Self::NotFound(_) => Code::NotFound,
-            Self::Overloaded { .. } => Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::DecodeBusy { .. } => Code::ResourceExhausted,
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::NotReady(_) | Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
+            Self::ReadOnly => Code::FailedPrecondition,
             Self::Index(e) => index_code(e),
             Self::Startup(_) | Self::Internal(_) => Code::Internal,
         }
@@ -90,6 +108,7 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::DuplicateImageId(_) => Code::AlreadyExists,
         IndexError::Missing(_) => Code::NotFound,
         IndexError::Unavailable(_) => Code::Unavailable,
+        IndexError::ReadOnly(_) => Code::FailedPrecondition,
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
@@ -144,6 +163,11 @@ mod tests {
             (ServiceError::NotReady("x"), Code::Unavailable),
             (ServiceError::ShuttingDown, Code::Unavailable),
             (ServiceError::Unauthenticated("x"), Code::Unauthenticated),
+            (ServiceError::ReadOnly, Code::FailedPrecondition),
+            (
+                IndexError::ReadOnly("/idx".into()).into(),
+                Code::FailedPrecondition,
+            ),
             (
                 IndexError::DuplicateImageId("x".into()).into(),
                 Code::AlreadyExists,

@@ -23,22 +23,48 @@ pub enum Ranked {
 #[derive(Clone)]
 pub struct Gallery {
     backend: Arc<dyn GalleryBackend>,
+    /// `--read-only`: AddImages and RemoveImages are refused with FAILED_PRECONDITION.
+    read_only: bool,
 }
 
 impl Gallery {
     /// Serves `backend`.
     pub fn new(backend: Arc<dyn GalleryBackend>) -> Self {
         metrics::gallery_size(backend.len());
-        Self { backend }
+        Self {
+            backend,
+            read_only: false,
+        }
     }
 
-    /// Opens the embedded index in `dir`, or creates an empty one for this model when `dir`
-    /// does not exist. Blocking: call from a blocking context.
+    /// The same gallery refusing changes (`ivt serve --read-only`).
+    pub fn read_only(mut self) -> Self {
+        self.read_only = true;
+        self
+    }
+
+    /// Fails with FAILED_PRECONDITION when this server may not change the gallery; handlers
+    /// call it before any decoding, so refused writes cost nothing.
+    pub fn check_writable(&self) -> Result<(), ServiceError> {
+        if self.read_only {
+            return Err(ServiceError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    /// Opens the embedded index in `dir`: read-only (no writer lock; the index must exist), or
+    /// for writing, taking the directory's writer lock and creating an empty index for this
+    /// model when `dir` does not exist. Blocking: call from a blocking context.
     pub fn open_embedded(
         dir: &std::path::Path,
         fingerprint: &str,
         dim: usize,
+        read_only: bool,
     ) -> Result<Self, ServiceError> {
+        if read_only {
+            let backend = EmbeddedGallery::open_read_only(dir, fingerprint, dim)?;
+            return Ok(Self::new(Arc::new(backend)).read_only());
+        }
         let backend = EmbeddedGallery::open_or_create(dir, fingerprint, dim)?;
         Ok(Self::new(Arc::new(backend)))
     }
@@ -88,7 +114,9 @@ impl Gallery {
         by_person: bool,
     ) -> Result<(Ranked, usize), ServiceError> {
         let backend = self.backend.clone();
+        let span = tracing::info_span!("search", by_person);
         blocking(move || {
+            let _span = span.entered();
             let ranked = if by_person {
                 Ranked::Persons(backend.search_persons(&query, &params, &filter)?)
             } else {
@@ -101,8 +129,11 @@ impl Gallery {
 
     /// Adds embedded images; returns the gallery size after the change.
     pub async fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, ServiceError> {
+        self.check_writable()?;
         let backend = self.backend.clone();
+        let span = tracing::info_span!("add", images = items.len());
         blocking(move || {
+            let _span = span.entered();
             let size = backend.add(items)?;
             metrics::gallery_size(size);
             Ok(size)
@@ -117,8 +148,11 @@ impl Gallery {
         image_ids: Vec<String>,
         person_ids: Vec<String>,
     ) -> Result<(usize, usize), ServiceError> {
+        self.check_writable()?;
         let backend = self.backend.clone();
+        let span = tracing::info_span!("remove");
         blocking(move || {
+            let _span = span.entered();
             let (removed, size) = backend.remove(&image_ids, &person_ids)?;
             metrics::gallery_size(size);
             Ok((removed, size))
@@ -128,8 +162,18 @@ impl Gallery {
 
     /// Makes recent changes cheap to reload (the images themselves were durable when added).
     pub async fn persist(&self) -> Result<(), ServiceError> {
+        if self.read_only {
+            return Ok(());
+        }
         let backend = self.backend.clone();
         blocking(move || Ok(backend.persist()?)).await?
+    }
+
+    /// Checks the gallery's stored files against their checksums (see
+    /// [`GalleryBackend::verify`]).
+    pub async fn verify(&self) -> Result<(), ServiceError> {
+        let backend = self.backend.clone();
+        blocking(move || Ok(backend.verify()?)).await?
     }
 
     /// Whether the backend can serve right now (Milvus: reachable, collection present).

@@ -9,6 +9,7 @@
 //! - `worker.rs`: the model on its own OS thread, one batch at a time, answers via oneshots.
 //! - `gallery.rs`: the index behind a read/write lock, searched on the blocking pool.
 //! - `http/`: the HTTP/JSON API and the search page, a thin mapping onto the same handlers.
+//! - `telemetry.rs`: OTLP span export and W3C `traceparent` propagation (a tower layer).
 //! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.
 
 mod auth;
@@ -23,6 +24,7 @@ pub mod metrics;
 mod queue;
 mod retrieval;
 mod server;
+pub mod telemetry;
 mod worker;
 
 pub use config::{BatchConfig, Limits, ServiceConfig, TlsFiles};

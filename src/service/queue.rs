@@ -29,6 +29,8 @@ pub struct Entry<T> {
     pub reply: oneshot::Sender<Result<Encoded, ServiceError>>,
     /// When the entry was queued.
     pub enqueued: Instant,
+    /// The caller's tracing spans.
+    pub spans: EntrySpans,
     /// The caller's deadline, if any.
     pub deadline: Option<Instant>,
     /// The admission permit travels with the entry, so the queue limit counts exactly the
@@ -36,22 +38,69 @@ pub struct Entry<T> {
     pub slot: QueueSlot,
 }
 
-/// One admitted input's place in the queue. Releasing it (when its entry is answered or
+/// The tracing of one queued input: the request's span, and a `queue` span under it that
+/// ends when the model takes the input.
+pub struct EntrySpans {
+    request: tracing::Span,
+    queue: tracing::Span,
+}
+
+impl EntrySpans {
+    /// Spans for an input queued now, under the current span.
+    pub fn enqueued() -> Self {
+        let request = tracing::Span::current();
+        let queue = tracing::info_span!(parent: &request, "queue");
+        EntrySpans { request, queue }
+    }
+
+    /// Ends the `queue` span and starts an `encode` span for a model pass over `batch` inputs.
+    pub fn encoding(&mut self, batch: usize) -> tracing::Span {
+        self.queue = tracing::Span::none();
+        tracing::info_span!(parent: &self.request, "encode", batch)
+    }
+}
+
+/// The admission places of the two lanes, `capacity` each: texts and images are admitted
+/// separately, so a busy image client can fill its own lane but never take a Search's place.
+pub struct Lanes {
+    /// Places of texts (Search, EncodeText).
+    pub text: Arc<Semaphore>,
+    /// Places of images (EncodeImage, AddImages).
+    pub image: Arc<Semaphore>,
+    /// Places per lane.
+    pub capacity: usize,
+}
+
+impl Lanes {
+    /// Two lanes of `capacity` places each.
+    pub fn new(capacity: usize) -> Self {
+        Lanes {
+            text: Arc::new(Semaphore::new(capacity)),
+            image: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Inputs admitted and not yet answered, both lanes together.
+    pub fn depth(&self) -> usize {
+        depth(&self.text, self.capacity) + depth(&self.image, self.capacity)
+    }
+}
+
+/// One admitted input's place in its lane. Releasing it (when its entry is answered or
 /// dropped) also updates the queue-depth gauge, which would otherwise keep the value read
 /// while the entry was still held.
 pub struct QueueSlot {
     permit: Option<OwnedSemaphorePermit>,
-    semaphore: Arc<Semaphore>,
-    capacity: usize,
+    lanes: Arc<Lanes>,
 }
 
 impl QueueSlot {
-    /// Wraps one permit of `semaphore`, a queue of `capacity` places.
-    pub fn new(permit: OwnedSemaphorePermit, semaphore: Arc<Semaphore>, capacity: usize) -> Self {
+    /// Wraps one permit of one of `lanes`.
+    pub fn new(permit: OwnedSemaphorePermit, lanes: Arc<Lanes>) -> Self {
         QueueSlot {
             permit: Some(permit),
-            semaphore,
-            capacity,
+            lanes,
         }
     }
 }
@@ -59,7 +108,7 @@ impl QueueSlot {
 impl Drop for QueueSlot {
     fn drop(&mut self) {
         drop(self.permit.take());
-        metrics::queue_depth(depth(&self.semaphore, self.capacity));
+        metrics::queue_depth(self.lanes.depth());
     }
 }
 
@@ -142,31 +191,36 @@ mod tests {
     use super::*;
 
     fn entry(
-        semaphore: &Arc<Semaphore>,
+        lanes: &Arc<Lanes>,
         deadline: Option<Instant>,
     ) -> (Entry<u32>, oneshot::Receiver<Result<Encoded, ServiceError>>) {
         let (reply, rx) = oneshot::channel();
-        let permit = semaphore.clone().try_acquire_owned().expect("a free place");
+        let permit = lanes
+            .text
+            .clone()
+            .try_acquire_owned()
+            .expect("a free place");
         let entry = Entry {
             input: 0,
             reply,
             enqueued: Instant::now(),
+            spans: EntrySpans::enqueued(),
             deadline,
-            slot: QueueSlot::new(permit, semaphore.clone(), 3),
+            slot: QueueSlot::new(permit, lanes.clone()),
         };
         (entry, rx)
     }
 
     #[test]
     fn retain_live_keeps_live_entries_answers_expired_ones_and_frees_places() {
-        let semaphore = Arc::new(Semaphore::new(3));
+        let lanes = Arc::new(Lanes::new(3));
         let now = Instant::now();
-        let (live, _live_rx) = entry(&semaphore, Some(now + Duration::from_secs(60)));
-        let (expired, mut expired_rx) = entry(&semaphore, Some(now));
-        let (gone, gone_rx) = entry(&semaphore, None);
+        let (live, _live_rx) = entry(&lanes, Some(now + Duration::from_secs(60)));
+        let (expired, mut expired_rx) = entry(&lanes, Some(now));
+        let (gone, gone_rx) = entry(&lanes, None);
         drop(gone_rx);
         let mut entries = vec![live, expired, gone];
-        assert_eq!(depth(&semaphore, 3), 3);
+        assert_eq!(lanes.depth(), 3);
 
         retain_live(&mut entries, now);
         assert_eq!(entries.len(), 1);
@@ -176,6 +230,6 @@ mod tests {
             Ok(Err(ServiceError::DeadlineExceeded(stage))) => assert_eq!(stage, "queued"),
             other => panic!("expected DeadlineExceeded, got {other:?}"),
         }
-        assert_eq!(depth(&semaphore, 3), 1);
+        assert_eq!(lanes.depth(), 1);
     }
 }

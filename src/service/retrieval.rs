@@ -223,6 +223,7 @@ impl RetrievalService {
         deadline: Option<Instant>,
     ) -> Result<proto::AddImagesResponse, ServiceError> {
         let core = self.core()?;
+        core.gallery.check_writable()?;
         let max = self.shared.limits.max_add_batch;
         let (mut records, mut images) = (Vec::new(), Vec::new());
         while let Some(msg) = stream.message().await.map_err(|s| {
@@ -295,6 +296,7 @@ impl RetrievalService {
         req: proto::RemoveImagesRequest,
     ) -> Result<proto::RemoveImagesResponse, ServiceError> {
         let core = self.core()?;
+        core.gallery.check_writable()?;
         if req.image_ids.is_empty() && req.person_ids.is_empty() {
             return Err(ServiceError::InvalidArgument(
                 "give image_ids or person_ids to remove".into(),

@@ -13,12 +13,14 @@ use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
 use super::gallery::Gallery;
 use super::infer::Infer;
 use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
+use super::telemetry::TraceContextLayer;
 use super::{worker, ServiceConfig, ServiceError};
 use crate::image::Pixels;
 use crate::index::IndexError;
@@ -39,6 +41,8 @@ pub struct RunningServer {
     model_thread: Mutex<Option<JoinHandle<()>>>,
     /// Polls a remote gallery backend and mirrors its health (stopped at shutdown).
     watcher: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Verifies the embedded index's files after start-up (stopped at shutdown).
+    verifier: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The HTTP API, when served: its stop signal and task.
     http: Mutex<Option<HttpTask>>,
 }
@@ -83,6 +87,7 @@ impl RunningServer {
             serve,
             model_thread: Mutex::new(None),
             watcher: Mutex::new(None),
+            verifier: Mutex::new(None),
             http: Mutex::new(None),
         })
     }
@@ -141,7 +146,9 @@ impl RunningServer {
             dim: encoder.dim(),
         };
         let infer = self.start_pipeline(encoder)?;
-        let watch = (gallery.describe().0 != "embedded").then(|| gallery.clone());
+        let embedded = gallery.describe().0 == "embedded";
+        let verify = embedded.then(|| gallery.clone());
+        let watch = (!embedded).then(|| gallery.clone());
         let core = Core {
             infer,
             gallery,
@@ -154,6 +161,12 @@ impl RunningServer {
             .set_service_status(SERVICE_NAME, ServingStatus::Serving)
             .await;
         tracing::info!(model_fingerprint = %fingerprint, "model and index ready: SERVING");
+        if let Some(gallery) = verify {
+            let task = tokio::spawn(verify_in_background(gallery, self.health.clone()));
+            if let Ok(mut slot) = self.verifier.lock() {
+                *slot = Some(task);
+            }
+        }
         if let Some(gallery) = watch {
             let task = tokio::spawn(watch_backend(
                 gallery,
@@ -170,19 +183,21 @@ impl RunningServer {
     /// Starts the two batching tasks (texts, images) and the model thread they feed.
     fn start_pipeline(&self, encoder: Encoder) -> Result<Infer, ServiceError> {
         let (batch, max_queue) = (self.config.batch, self.config.limits.max_queue);
-        let (model_tx, model_rx) = mpsc::channel::<Batch>(1);
+        // One lane per modality up to the model thread, which takes texts first.
+        let (model_text_tx, model_text_rx) = mpsc::channel::<Batch>(1);
+        let (model_image_tx, model_image_rx) = mpsc::channel::<Batch>(1);
         let (text_tx, text_rx) = mpsc::channel(max_queue);
         let (image_tx, image_rx) = mpsc::channel::<super::queue::Entry<Pixels>>(max_queue);
         tokio::spawn(batching_task(
             text_rx,
-            model_tx.clone(),
+            model_text_tx,
             batch,
             "text",
             Batch::Texts,
         ));
         tokio::spawn(batching_task(
             image_rx,
-            model_tx,
+            model_image_tx,
             batch,
             "image",
             Batch::Images,
@@ -190,11 +205,11 @@ impl RunningServer {
         let infer = Infer::new(
             text_tx,
             image_tx,
-            max_queue,
+            &self.config.limits,
             encoder.tokenizer().clone(),
             encoder.config().clone(),
         );
-        let thread = worker::spawn(encoder, model_rx)
+        let thread = worker::spawn(encoder, model_text_rx, model_image_rx)
             .map_err(|e| ServiceError::Startup(format!("cannot start the model thread: {e}")))?;
         if let Ok(mut slot) = self.model_thread.lock() {
             *slot = Some(thread);
@@ -207,8 +222,10 @@ impl RunningServer {
     /// stop the model thread. Gallery changes themselves are durable when each call returns.
     pub async fn shutdown(mut self) -> Result<(), ServiceError> {
         tracing::info!("shutting down: NOT_SERVING");
-        if let Some(task) = self.watcher.lock().ok().and_then(|mut t| t.take()) {
-            task.abort();
+        for slot in [&self.watcher, &self.verifier] {
+            if let Some(task) = slot.lock().ok().and_then(|mut t| t.take()) {
+                task.abort();
+            }
         }
         self.health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
@@ -263,12 +280,13 @@ impl RunningServer {
     }
 }
 
-/// All services on one router: health open to all, the rest behind the API key (if any).
+/// All services on one router: health open to all, the rest behind the API key (if any); every
+/// request continues its caller's trace.
 fn router(
     config: &ServiceConfig,
     shared: Arc<Shared>,
     health: HealthServer<impl Health>,
-) -> Result<Router, ServiceError> {
+) -> Result<Router<Stack<TraceContextLayer, NoLayer>>, ServiceError> {
     let auth = Auth::new(config.api_key.as_deref());
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
@@ -277,6 +295,7 @@ fn router(
         .max_decoding_message_size(max_message(config))
         .max_encoding_message_size(usize::MAX);
     Ok(builder(config)?
+        .layer(TraceContextLayer)
         .add_service(health)
         .add_service(InterceptedService::new(reflection_v1, auth.clone()))
         .add_service(InterceptedService::new(reflection_v1alpha, auth.clone()))
@@ -299,6 +318,24 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
     if config.batch.max_batch == 0 || config.limits.max_queue == 0 {
         return Err(ServiceError::Startup(
             "max batch and max queue must be positive".into(),
+        ));
+    }
+    // An empty key would silently turn authentication off (an unset secret, a templating
+    // mistake): refuse it rather than serve open while claiming auth.
+    if config
+        .api_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        return Err(ServiceError::Startup(
+            "the API key (--api-key / IVT_API_KEY) is empty: set a key, or unset it to serve \
+             without authentication"
+                .into(),
+        ));
+    }
+    if config.limits.max_image_pixels == 0 {
+        return Err(ServiceError::Startup(
+            "--max-image-pixels must be positive".into(),
         ));
     }
     Ok(())
@@ -336,12 +373,24 @@ fn load_blocking(config: &ServiceConfig) -> Result<(Encoder, Gallery, String), S
     let gallery = match &config.milvus {
         None => {
             tracing::info!(index = %config.index_dir.display(), "model warm; opening index");
-            Gallery::open_embedded(&config.index_dir, &fingerprint, encoder.dim())?
+            Gallery::open_embedded(
+                &config.index_dir,
+                &fingerprint,
+                encoder.dim(),
+                config.read_only,
+            )?
         }
-        Some(milvus) => open_milvus(milvus, &fingerprint, encoder.dim())?,
+        Some(milvus) => {
+            let gallery = open_milvus(milvus, &fingerprint, encoder.dim())?;
+            if config.read_only {
+                gallery.read_only()
+            } else {
+                gallery
+            }
+        }
     };
     let (backend, location) = gallery.describe();
-    tracing::info!(backend, %location, gallery_size = gallery.size(), "gallery open");
+    tracing::info!(backend, %location, gallery_size = gallery.size(), read_only = config.read_only, "gallery open");
     Ok((encoder, gallery, fingerprint))
 }
 
@@ -363,6 +412,24 @@ fn open_milvus(
             other => return other,
         }
     }
+}
+
+/// Verifies the embedded index's files against their checksums once, after SERVING: reading
+/// every file takes seconds for a million images (README "Index checksums"), too long to
+/// hold start-up for. A damaged file turns the retrieval service NOT_SERVING for good (the
+/// index must be rebuilt or restored) and is named in an error log.
+async fn verify_in_background(gallery: Gallery, health: HealthReporter) {
+    let Err(e) = gallery.verify().await else {
+        return;
+    };
+    let file = match &e {
+        ServiceError::Index(IndexError::Corrupt { path, .. }) => path.display().to_string(),
+        _ => String::new(),
+    };
+    tracing::error!(%file, error = %e, "index damaged: NOT_SERVING (rebuild the index or restore it from a backup)");
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+        .await;
 }
 
 /// Reports the retrieval service NOT_SERVING while the gallery backend fails its health check,

@@ -11,21 +11,40 @@ use super::queue::{retain_live, Batch, Encoded, Entry};
 use super::{metrics, ServiceError};
 use crate::model::{Encoder, ModelError};
 
-/// Starts the model thread; it ends when every sender of `rx` is dropped.
-pub fn spawn(encoder: Encoder, rx: mpsc::Receiver<Batch>) -> std::io::Result<JoinHandle<()>> {
+/// Starts the model thread; it ends when every sender of both lanes is dropped.
+pub fn spawn(
+    encoder: Encoder,
+    texts: mpsc::Receiver<Batch>,
+    images: mpsc::Receiver<Batch>,
+) -> std::io::Result<JoinHandle<()>> {
+    let runtime = tokio::runtime::Builder::new_current_thread().build()?;
     std::thread::Builder::new()
         .name("ivt-model".into())
-        .spawn(move || run(encoder, rx))
+        .spawn(move || {
+            let mut lanes = (texts, images);
+            while let Some(batch) = runtime.block_on(next_batch(&mut lanes.0, &mut lanes.1)) {
+                match batch {
+                    Batch::Texts(entries) => process(entries, |x| encoder.embed_tokenized(x)),
+                    Batch::Images(entries) => process(entries, |x| encoder.embed_pixels(x)),
+                }
+            }
+            tracing::debug!("model thread stopped");
+        })
 }
 
-fn run(encoder: Encoder, mut rx: mpsc::Receiver<Batch>) {
-    while let Some(batch) = rx.blocking_recv() {
-        match batch {
-            Batch::Texts(entries) => process(entries, |x| encoder.embed_tokenized(x)),
-            Batch::Images(entries) => process(entries, |x| encoder.embed_pixels(x)),
-        }
+/// The next batch to encode: a waiting text batch always goes before a waiting image batch, so
+/// queries wait for at most the one image batch already running, however many images queue.
+/// `None` once both lanes are closed.
+pub async fn next_batch(
+    texts: &mut mpsc::Receiver<Batch>,
+    images: &mut mpsc::Receiver<Batch>,
+) -> Option<Batch> {
+    tokio::select! {
+        biased;
+        Some(b) = texts.recv() => Some(b),
+        Some(b) = images.recv() => Some(b),
+        else => None,
     }
-    tracing::debug!("model thread stopped");
 }
 
 /// Encodes the live entries of a batch and answers each. Inputs were validated before queueing;
@@ -39,8 +58,12 @@ fn process<T>(
     if entries.is_empty() {
         return;
     }
+    let n = entries.len();
+    // One `encode` span per input, under its own request: the pass serves them all.
+    let spans: Vec<tracing::Span> = entries.iter_mut().map(|e| e.spans.encoding(n)).collect();
     let inputs: Vec<&T> = entries.iter().map(|e| &e.input).collect();
     let result = catch_unwind(AssertUnwindSafe(|| embed(&inputs)));
+    drop(spans);
     let encode = start.elapsed();
     metrics::stage("encode", encode);
     let rows = match result {
@@ -67,5 +90,30 @@ fn fail_all<T>(entries: Vec<Entry<T>>, message: &str) {
     tracing::error!(batch = entries.len(), "{message}");
     for entry in entries {
         entry.answer(Err(ServiceError::Internal(message.to_string())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The text lane's batch goes first even when the image lane's was queued earlier, and the
+    /// image batch still follows (it is delayed, never dropped).
+    #[tokio::test]
+    async fn a_waiting_text_batch_goes_before_a_waiting_image_batch() {
+        let (text_tx, mut texts) = mpsc::channel(1);
+        let (image_tx, mut images) = mpsc::channel(1);
+        image_tx.send(Batch::Images(Vec::new())).await.unwrap();
+        text_tx.send(Batch::Texts(Vec::new())).await.unwrap();
+        assert!(matches!(
+            next_batch(&mut texts, &mut images).await,
+            Some(Batch::Texts(_))
+        ));
+        assert!(matches!(
+            next_batch(&mut texts, &mut images).await,
+            Some(Batch::Images(_))
+        ));
+        drop((text_tx, image_tx));
+        assert!(next_batch(&mut texts, &mut images).await.is_none());
     }
 }

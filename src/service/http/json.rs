@@ -192,7 +192,7 @@ pub fn encode_response(r: &proto::EncodeResponse) -> Value {
 
 /// `GET /v1/info`'s answer.
 pub fn info_response(r: &proto::InfoResponse) -> Value {
-    let l = r.limits.clone().unwrap_or_default();
+    let l = r.limits.unwrap_or_default();
     json!({
         "model_name": r.model_name,
         "model_config_json": r.model_config_json,

@@ -30,6 +30,7 @@ use super::auth::Auth;
 use super::infer::blocking;
 use super::metrics::code_name;
 use super::retrieval::{run, RetrievalService};
+use super::telemetry::TraceContextLayer;
 use super::{deadline, ServiceError};
 
 /// The search page: one static file, no external resources.
@@ -61,6 +62,8 @@ pub(super) fn router(service: RetrievalService, auth: Auth, max_body: usize) -> 
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        // The caller's `traceparent` parents the request's span, as for gRPC.
+        .layer(TraceContextLayer)
         .with_state(state)
 }
 

@@ -1,0 +1,105 @@
+//! Limits that hold against hostile or careless clients (issue #22), over loopback with a real
+//! gRPC client: pixel limits read from the header, truncated JPEGs, bounded error messages,
+//! empty API keys.
+
+mod service_support;
+
+use ivt::proto::{EncodeImageRequest, RemoveImagesRequest};
+use ivt::service::RunningServer;
+use service_support::*;
+use tonic::Code;
+
+/// A PNG declaring `side` x `side` pixels: tiny on the wire (one colour compresses to almost
+/// nothing), huge once decoded.
+fn big_png(side: u32) -> Vec<u8> {
+    let img = image::GrayImage::new(side, side);
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+fn jpeg(seed: u32) -> Vec<u8> {
+    let png = png(seed, 64, 128);
+    let img = image::load_from_memory(&png).unwrap();
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_over_the_pixel_limit_and_truncated_jpegs_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&tmp.path().join("g"));
+    cfg.limits.max_image_pixels = 1000 * 1000;
+    cfg.limits.max_decode_pixels = 4_000_000;
+    let server = serve(cfg).await;
+    let mut c = client(&server).await;
+    let encode = |images: Vec<Vec<u8>>| EncodeImageRequest { images };
+
+    // 2000 x 2000 declared: refused from the header, naming the limit.
+    let e = c
+        .encode_image(encode(vec![big_png(2000)]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message().contains("2000x2000") && e.message().contains("1000000"),
+        "{e:?}"
+    );
+    // Within the per-image limit but more than the server decodes at once in one call.
+    let e = c
+        .encode_image(encode(vec![big_png(1000); 5]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("at most 4000000"), "{e:?}");
+
+    // A whole JPEG encodes; the same cut at 50 to 99 % is refused.
+    let whole = jpeg(3);
+    c.encode_image(encode(vec![whole.clone()])).await.unwrap();
+    for percent in [50, 75, 90, 99] {
+        let cut = whole[..whole.len() * percent / 100].to_vec();
+        let e = c.encode_image(encode(vec![cut])).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{percent} %: {e:?}");
+        assert!(e.message().contains("truncated"), "{percent} %: {e:?}");
+    }
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_found_lists_a_bounded_number_of_ids() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = serve(config(&tmp.path().join("g"))).await;
+    let mut c = client(&server).await;
+    let ids: Vec<String> = (0..100_000).map(|i| format!("gone-{i}\nforged")).collect();
+    let e = c
+        .remove_images(RemoveImagesRequest {
+            image_ids: ids,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{e:?}");
+    assert!(e.message().len() < 1000, "{} bytes", e.message().len());
+    assert!(e.message().contains("and 99990 more"), "{e:?}");
+    assert!(!e.message().contains('\n'), "{e:?}");
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_api_key_is_refused_at_start() {
+    let tmp = tempfile::tempdir().unwrap();
+    for key in ["", "  "] {
+        let mut cfg = config(&tmp.path().join("g"));
+        cfg.api_key = Some(key.into());
+        let listener = ivt::service::bind("127.0.0.1:0".parse().unwrap())
+            .await
+            .unwrap();
+        let err = RunningServer::start(cfg, listener)
+            .await
+            .err()
+            .expect("an empty key must be refused")
+            .to_string();
+        assert!(err.contains("API key") && err.contains("empty"), "{err}");
+    }
+}

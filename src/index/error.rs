@@ -43,7 +43,7 @@ pub enum IndexError {
         supported: u32,
     },
     /// An image id is already present in the index (or twice in one batch).
-    #[error("image id {0} is already in the index")]
+    #[error("image id {} is already in the index", super::validate::quote_id(.0))]
     DuplicateImageId(String),
     /// A record is unusable (e.g. an empty image id).
     #[error("invalid image record: {0}")]

@@ -7,11 +7,16 @@
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::IndexError;
 
 /// Name of the lock file inside an index directory.
 pub const LOCK_FILE: &str = "LOCK";
+
+/// How long a lock that this very process seems to hold is retried (see `acquire`).
+const OWN_LOCK_GRACE: Duration = Duration::from_secs(2);
+const RETRY_EVERY: Duration = Duration::from_millis(10);
 
 /// The held writer lock of one index directory; released when dropped.
 #[derive(Debug)]
@@ -38,15 +43,28 @@ impl WriterLock {
             }
             r => r.map_err(IndexError::io(&path))?,
         };
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                return Err(IndexError::Locked {
-                    path: dir.to_path_buf(),
-                    holder: holder(&path),
-                })
+        let own = format!("PID {}", std::process::id());
+        let mut waited = Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let holder = holder(&path);
+                    // The lock belongs to an open file, which a child process forked by another
+                    // thread of this process shares until it execs: a lock this process just
+                    // released can look held for that moment. Another process's lock, or ours
+                    // still held after the grace period, is refused.
+                    if holder != own || waited >= OWN_LOCK_GRACE {
+                        return Err(IndexError::Locked {
+                            path: dir.to_path_buf(),
+                            holder,
+                        });
+                    }
+                    std::thread::sleep(RETRY_EVERY);
+                    waited += RETRY_EVERY;
+                }
+                Err(TryLockError::Error(e)) => return Err(IndexError::io(&path)(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(IndexError::io(&path)(e)),
         }
         // The PID is informative only (the lock is the kernel's): no fsync needed.
         file.set_len(0)

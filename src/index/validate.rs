@@ -76,7 +76,7 @@ pub(crate) fn check_new_items(
             )));
         }
         if present(&record.image_id) || !seen.insert(record.image_id.as_str()) {
-            return Err(IndexError::DuplicateImageId(quote_id(&record.image_id)));
+            return Err(IndexError::DuplicateImageId(record.image_id.clone()));
         }
         check_vector(vector, dim)?;
     }

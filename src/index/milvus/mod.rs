@@ -899,9 +899,7 @@ impl GalleryBackend for MilvusGallery {
         let ids: Vec<String> = items.iter().map(|(r, _)| r.image_id.clone()).collect();
         self.block_on(async {
             if let Some(dup) = self.present_images(&ids).await?.into_iter().next() {
-                return Err(IndexError::DuplicateImageId(
-                    crate::index::validate::quote_id(&dup),
-                ));
+                return Err(IndexError::DuplicateImageId(dup));
             }
             for chunk in items.chunks(self.config.insert_batch.max(1)) {
                 self.upsert(chunk).await?;

@@ -8,6 +8,7 @@
 //! failure. `IVT_CHROMIUM` / `IVT_CHROMEDRIVER` name other binaries; `IVT_PAGE_SCREENSHOT=PATH`
 //! saves a screenshot of the page with the caption's results (docs/search-page.png).
 
+mod common;
 mod service_support;
 
 use std::net::TcpListener;
@@ -17,8 +18,6 @@ use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
-use ivt::index::demo::ensure_demo_index;
-use ivt::model::{Encoder, ModelFiles};
 use ivt::service::ServiceConfig;
 use serde_json::json;
 
@@ -120,17 +119,7 @@ async fn the_search_page_finds_the_readme_person_and_more_like_them() {
     };
 
     let tmp = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join(ivt::model::DEMO_MODEL);
-    let files = ModelFiles::resolve(&demo, None).expect("demo model");
-    let load = || {
-        Ok(Encoder::load(
-            &files,
-            &candle_core::Device::Cpu,
-            candle_core::DType::F32,
-        )?)
-    };
-    let bar = indicatif::ProgressBar::hidden();
-    let index = ensure_demo_index(&files, load, tmp.path(), &bar).expect("demo index");
+    let (files, index) = common::demo_index(tmp.path());
     let mut config = ServiceConfig::new(files, index);
     config.shutdown_timeout = Duration::from_secs(10);
     let (server, base) = service_support::serve_with_http(config).await;

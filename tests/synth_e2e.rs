@@ -6,20 +6,15 @@ mod common;
 mod service_support;
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use ivt::data::synth::{SynthDataset, SynthOptions};
 use ivt::data::{read_dataset, Split};
-use ivt::index::demo::{ensure_demo_index, read_synth_options};
-use ivt::model::{Encoder, ModelFiles};
+use ivt::index::demo::read_synth_options;
 use ivt::proto::SearchRequest;
 use ivt::service::ServiceConfig;
 
-use common::{ivt, run_ok};
-
-fn demo_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/demo")
-}
+use common::{demo_dir, demo_index, ivt, run_ok};
 
 /// The metrics the model card reports (`models/demo/metrics.json`, written by `ivt eval`).
 fn card_metrics() -> serde_json::Value {
@@ -139,21 +134,6 @@ fn training_on_synthetic_data_lowers_the_loss() {
         last < 0.95 * first,
         "loss should fall on synthetic data: {losses:?}"
     );
-}
-
-/// Builds the demo index in a fresh cache (as `ivt serve` does on first start).
-fn demo_index(cache: &Path) -> (ModelFiles, PathBuf) {
-    let files = ModelFiles::resolve(&demo_dir(), None).expect("demo model");
-    let load = || {
-        Ok(Encoder::load(
-            &files,
-            &candle_core::Device::Cpu,
-            candle_core::DType::F32,
-        )?)
-    };
-    let bar = indicatif::ProgressBar::hidden();
-    let dir = ensure_demo_index(&files, load, cache, &bar).expect("demo index");
-    (files, dir)
 }
 
 #[test]

@@ -45,3 +45,23 @@ pub fn run_ok(cmd: &mut std::process::Command) -> String {
     assert_success(&out);
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
+
+/// The shipped demo model (`models/demo`).
+pub fn demo_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(ivt::model::DEMO_MODEL)
+}
+
+/// Builds the demo index in a fresh cache (as `ivt serve` does on first start).
+pub fn demo_index(cache: &Path) -> (ivt::model::ModelFiles, PathBuf) {
+    let files = ivt::model::ModelFiles::resolve(&demo_dir(), None).expect("demo model");
+    let load = || {
+        Ok(ivt::model::Encoder::load(
+            &files,
+            &candle_core::Device::Cpu,
+            DType::F32,
+        )?)
+    };
+    let bar = indicatif::ProgressBar::hidden();
+    let dir = ivt::index::demo::ensure_demo_index(&files, load, cache, &bar).expect("demo index");
+    (files, dir)
+}

@@ -7,7 +7,8 @@
 //!   tokenisation and image decoding on the blocking pool, queueing.
 //! - `queue.rs`: the batching tasks (max batch, max wait; entries whose caller left are skipped).
 //! - `worker.rs`: the model on its own OS thread, one batch at a time, answers via oneshots.
-//! - `gallery.rs`: the index behind a read/write lock, searched on the blocking pool.
+//! - `gallery.rs`: the gallery backend (embedded index or Milvus), called on the blocking pool;
+//!   the embedded index's read/write lock lives in `index/backend.rs` (Milvus needs none).
 //! - `http/`: the HTTP/JSON API and the search page, a thin mapping onto the same handlers.
 //! - `telemetry.rs`: OTLP span export and W3C `traceparent` propagation (a tower layer).
 //! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.

@@ -46,6 +46,10 @@ pub enum ServiceError {
         /// The decode budget (`--max-decode-pixels`).
         limit: u64,
     },
+    /// A request message (gRPC) or body (HTTP) over its method's size limit; the message names
+    /// the limit.
+    #[error("{0}")]
+    MessageTooLarge(String),
     /// The client's deadline passed before the work was done.
     #[error("deadline exceeded while {0}")]
     DeadlineExceeded(&'static str),
@@ -88,7 +92,9 @@ impl ServiceError {
             Self::Text(e) => text_code(e),
             Self::Model(e) => model_code(e),
             Self::NotFound(_) => Code::NotFound,
-            Self::Overloaded { .. } | Self::DecodeBusy { .. } => Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::DecodeBusy { .. } | Self::MessageTooLarge(_) => {
+                Code::ResourceExhausted
+            }
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::NotReady(_) | Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -194,6 +200,10 @@ mod tests {
                     queued: 1,
                     limit: 1,
                 },
+                Code::ResourceExhausted,
+            ),
+            (
+                ServiceError::MessageTooLarge("x".into()),
                 Code::ResourceExhausted,
             ),
             (ServiceError::DeadlineExceeded("x"), Code::DeadlineExceeded),

@@ -10,6 +10,9 @@
 //! - `gallery.rs`: the gallery backend (embedded index or Milvus), called on the blocking pool;
 //!   the embedded index's read/write lock lives in `index/backend.rs` (Milvus needs none).
 //! - `http/`: the HTTP/JSON API and the search page, a thin mapping onto the same handlers.
+//! - `gate.rs`: per-method message size limits, and the answer (and count) for gRPC requests
+//!   refused before their handler (too large, malformed).
+//! - `refusals.rs`: when a limit bites, a counter and a rate-limited warning.
 //! - `telemetry.rs`: OTLP span export and W3C `traceparent` propagation (a tower layer).
 //! - `convert.rs`, `deadline.rs`, `auth.rs`, `metrics.rs`, `error.rs`: the edges.
 
@@ -19,10 +22,12 @@ mod convert;
 mod deadline;
 mod error;
 mod gallery;
+mod gate;
 mod http;
 mod infer;
 pub mod metrics;
 mod queue;
+mod refusals;
 mod retrieval;
 mod server;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
 use super::gallery::Gallery;
+use super::gate::{Gate, MessageLimits};
 use super::infer::Infer;
 use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
@@ -106,12 +107,10 @@ impl RunningServer {
         let addr = listener
             .local_addr()
             .map_err(|e| ServiceError::Startup(format!("HTTP listener address: {e}")))?;
-        // Base64 makes a body a third larger than the images it carries.
-        let max_body = max_message(&self.config) / 3 * 4 + (1 << 10);
         let router = super::http::router(
             RetrievalService::new(self.shared.clone()),
             Auth::new(self.config.api_key.as_deref()),
-            max_body,
+            message_limits(&self.shared),
         );
         let (stop, stopped) = oneshot::channel::<()>();
         let serve = tokio::spawn(async move {
@@ -291,9 +290,11 @@ fn router(
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
+    let limits = message_limits(&shared);
     let retrieval = RetrievalServer::new(RetrievalService::new(shared))
-        .max_decoding_message_size(max_message(config))
+        .max_decoding_message_size(limits.largest())
         .max_encoding_message_size(usize::MAX);
+    let retrieval = Gate::new(retrieval, limits);
     Ok(builder(config)?
         .layer(TraceContextLayer)
         .add_service(health)
@@ -302,9 +303,9 @@ fn router(
         .add_service(InterceptedService::new(retrieval, auth)))
 }
 
-/// The largest request message: room for a full batch of the largest images.
-fn max_message(config: &ServiceConfig) -> usize {
-    config.limits.max_image_bytes * config.batch.max_batch + (1 << 20)
+/// Each method's message size limit, from the request limits.
+fn message_limits(shared: &Shared) -> MessageLimits {
+    MessageLimits::new(&shared.limits, shared.max_inputs)
 }
 
 /// Reflection over our API and health, so `grpcurl` needs no .proto files.

@@ -168,6 +168,43 @@ pub async fn client(server: &RunningServer) -> RetrievalClient<Channel> {
     RetrievalClient::new(channel(server).await)
 }
 
+/// Posts `len` bytes over a raw connection, writing and reading at once: the server refuses an
+/// oversized body before reading it all, and a client that only reads after writing would see
+/// the closed connection instead of the answer.
+pub async fn oversized(
+    base: &str,
+    path: &str,
+    len: usize,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rx, mut tx) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {len}\r\nconnection: close\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        let _ = tx.write_all(head.as_bytes()).await;
+        let _ = tx.write_all(&vec![b' '; len]).await;
+    });
+    let mut response = Vec::new();
+    let _ = rx.read_to_end(&mut response).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    (
+        reqwest::StatusCode::from_u16(status).unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
 /// Dot product (cosine of unit vectors).
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()

@@ -4,60 +4,9 @@
 
 mod service_support;
 
-use http::uri::PathAndQuery;
 use ivt::proto::{AddImageRequest, EncodeTextRequest, SearchRequest};
-use prost::bytes::{Buf, BufMut};
 use service_support::*;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
-
-/// A codec that sends bytes as they are: a message no client library would encode.
-#[derive(Clone, Copy, Default)]
-struct Raw;
-
-impl Codec for Raw {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = Raw;
-    type Decoder = Raw;
-    fn encoder(&mut self) -> Raw {
-        Raw
-    }
-    fn decoder(&mut self) -> Raw {
-        Raw
-    }
-}
-
-impl Encoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for Raw {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
-
-/// Calls `method` of `ivt.v1.Retrieval` with `bytes` as the request message.
-async fn raw_call(
-    server: &ivt::service::RunningServer,
-    method: &'static str,
-    bytes: Vec<u8>,
-) -> Result<Vec<u8>, Status> {
-    let mut grpc = tonic::client::Grpc::new(channel(server).await);
-    grpc.ready().await.unwrap();
-    let path = PathAndQuery::from_static(method);
-    grpc.unary(tonic::Request::new(bytes), path, Raw)
-        .await
-        .map(tonic::Response::into_inner)
-}
 
 fn assert_refused(e: &Status, code: Code, needles: &[&str]) {
     assert_eq!(e.code(), code, "{e:?}");
@@ -139,7 +88,7 @@ async fn malformed_protobuf_is_invalid_argument() {
     let server = serve(config(&tmp.path().join("g"))).await;
     // Field 1 (text) as a length-delimited string claiming more bytes than follow, then garbage.
     for garbage in [vec![0x0a, 0x7f, b'a'], vec![0xff; 16]] {
-        let e = raw_call(&server, "/ivt.v1.Retrieval/Search", garbage)
+        let e = raw_call(channel(&server).await, "/ivt.v1.Retrieval/Search", garbage)
             .await
             .unwrap_err();
         assert_refused(&e, Code::InvalidArgument, &["malformed Search request"]);
@@ -150,7 +99,7 @@ async fn malformed_protobuf_is_invalid_argument() {
         ..Default::default()
     };
     let answer = raw_call(
-        &server,
+        channel(&server).await,
         "/ivt.v1.Retrieval/Search",
         prost::Message::encode_to_vec(&text),
     )

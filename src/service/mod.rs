@@ -10,6 +10,8 @@
 //! - `gallery.rs`: the gallery backend (embedded index or Milvus), called on the blocking pool;
 //!   the embedded index's read/write lock lives in `index/backend.rs` (Milvus needs none).
 //! - `http/`: the HTTP/JSON API and the search page, a thin mapping onto the same handlers.
+//! - `connections.rs`: accepting within the connection cap, handshake and idle timeouts, and
+//!   backing off when out of descriptors (both ports).
 //! - `gate.rs`: per-method message size limits, and the answer (and count) for gRPC requests
 //!   refused before their handler (too large, malformed).
 //! - `refusals.rs`: when a limit bites, a counter and a rate-limited warning.
@@ -18,6 +20,7 @@
 
 mod auth;
 mod config;
+mod connections;
 mod convert;
 mod deadline;
 mod error;
@@ -33,7 +36,7 @@ mod server;
 pub mod telemetry;
 mod worker;
 
-pub use config::{BatchConfig, Limits, ServiceConfig, TlsFiles};
+pub use config::{BatchConfig, ConnectionLimits, Limits, ServiceConfig, TlsFiles};
 pub use error::ServiceError;
 pub use server::{bind, shutdown_signal, RunningServer};
 

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -16,6 +16,7 @@ use tonic_health::ServingStatus;
 use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
+use super::connections::Acceptor;
 use super::gallery::Gallery;
 use super::gate::{Gate, MessageLimits};
 use super::infer::Infer;
@@ -74,7 +75,7 @@ impl RunningServer {
             .await;
         let router = router(&config, shared.clone(), health_service)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = Acceptor::new(listener, config.connections, "gRPC").into_incoming();
         let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
@@ -113,6 +114,7 @@ impl RunningServer {
             message_limits(&self.shared),
         );
         let (stop, stopped) = oneshot::channel::<()>();
+        let listener = Acceptor::new(listener, self.config.connections, "HTTP");
         let serve = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
@@ -334,6 +336,11 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
                 .into(),
         ));
     }
+    if config.connections.max_connections == 0 {
+        return Err(ServiceError::Startup(
+            "--max-connections must be positive".into(),
+        ));
+    }
     if config.limits.max_image_pixels == 0 {
         return Err(ServiceError::Startup(
             "--max-image-pixels must be positive".into(),
@@ -343,7 +350,11 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
 }
 
 fn builder(config: &ServiceConfig) -> Result<tonic::transport::Server, ServiceError> {
-    let builder = tonic::transport::Server::builder();
+    let c = &config.connections;
+    // Pings find dead peers and half-open sockets on connections that went quiet.
+    let builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(c.keepalive_interval))
+        .http2_keepalive_timeout(Some(c.keepalive_timeout));
     let Some(tls) = &config.tls else {
         return Ok(builder);
     };

@@ -304,10 +304,8 @@ impl HttpBody for Limited {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = self.get_mut();
         let frame = ready!(Pin::new(&mut this.inner).poll_frame(cx));
-        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
-            if let Some(data) = data {
-                this.scan(data)?;
-            }
+        if let Some(Ok(Some(data))) = frame.as_ref().map(|f| f.as_ref().map(Frame::data_ref)) {
+            this.scan(data)?;
         }
         Poll::Ready(frame)
     }

@@ -126,6 +126,12 @@ impl EmbeddingStore {
         (self.storage == VectorStorage::F16).then(|| bytemuck::cast_slice(self.bytes()))
     }
 
+    /// The stored bytes of row `slot` (identical rows score identically).
+    pub(crate) fn raw_row(&self, slot: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.bytes()[slot * n..(slot + 1) * n]
+    }
+
     /// Copies row `slot` into an f32 vector.
     pub(crate) fn row(&self, slot: usize) -> Vec<f32> {
         let range = slot * self.dim..(slot + 1) * self.dim;

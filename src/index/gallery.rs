@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::checksum::FileSum;
+use super::duplicates::Duplicates;
 use super::embeddings::EmbeddingStore;
 use super::filter::CompiledFilter;
 use super::flat::FlatGraph;
@@ -39,6 +40,8 @@ pub struct GalleryIndex {
     manifest: IndexManifest,
     meta: Metadata,
     vectors: EmbeddingStore,
+    /// Groups of slots with identical vectors, expanded by every search.
+    dups: Duplicates,
     /// The dumped graph in its compact serving form, over slots `0..flat.len()`.
     flat: Option<FlatGraph>,
     /// A live hnsw_rs graph: over every slot while there is no `flat` (a build), else over the
@@ -250,6 +253,7 @@ impl GalleryIndex {
         }
         let meta = Metadata::read(&dir, &manifest)?;
         let vectors = EmbeddingStore::open(&dir, manifest.dim, manifest.storage, manifest.slots)?;
+        let dups = Duplicates::of(&vectors);
         let flat = match &manifest.graph {
             Some(dump) => Some(load_flat(&dir, dump)?),
             None => None,
@@ -260,6 +264,7 @@ impl GalleryIndex {
             manifest,
             meta,
             vectors,
+            dups,
             flat,
             graph: None,
             lock,
@@ -473,7 +478,19 @@ impl GalleryIndex {
         params: &SearchParams,
         filter: &SearchFilter,
     ) -> Vec<(usize, f32)> {
-        let compiled = CompiledFilter::new(&self.meta, filter);
+        let compiled = CompiledFilter::new(&self.meta, &self.dups, filter);
+        let found = self.search_distinct(query, k, params, &compiled);
+        self.dups.expand(found, k, |s| compiled.allows(s))
+    }
+
+    /// [`GalleryIndex::search_slots`] before copies of the slots found are added.
+    fn search_distinct(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: &SearchParams,
+        compiled: &CompiledFilter,
+    ) -> Vec<(usize, f32)> {
         if params.exact || (self.flat.is_none() && self.graph.is_none()) {
             return exact::search_all(&self.vectors, query, k, &|s| compiled.allows(s));
         }
@@ -500,16 +517,16 @@ impl GalleryIndex {
         let needs_filter =
             !compiled.is_trivial() || compiled.excludes_images() || self.meta.removed() > 0;
         let Some(graph) = &self.graph else {
-            return self.search_flat(query, k, ef, needs_filter.then_some(&compiled));
+            return self.search_flat(query, k, ef, needs_filter.then_some(compiled));
         };
         let filter: Option<&dyn hnsw_rs::prelude::FilterT> =
-            if needs_filter { Some(&compiled) } else { None };
+            if needs_filter { Some(compiled) } else { None };
         let found = graph.search(query, k, ef, filter);
         if self.flat.is_some() {
             // `graph` holds only the slots added since the dump: merge with the flat graph's.
             let added: Vec<usize> = found.into_iter().map(|(slot, _)| slot).collect();
             let mut best = exact::search_slots(&self.vectors, query, k, &added);
-            best.extend(self.search_flat(query, k, ef, needs_filter.then_some(&compiled)));
+            best.extend(self.search_flat(query, k, ef, needs_filter.then_some(compiled)));
             return exact::top_k(best, k);
         }
         // Re-score with exact search's dot product so graph and exact results carry identical
@@ -538,7 +555,7 @@ impl GalleryIndex {
             return Vec::new();
         };
         let mut scorer = exact::RowScorer::new(&self.vectors, query);
-        let allow = |s: usize| filter.is_none_or(|f| f.allows(s));
+        let allow = |s: usize| filter.is_none_or(|f| f.walk_allows(s));
         flat.search(&mut |s| scorer.score(s), k, ef, &allow)
     }
 
@@ -579,6 +596,7 @@ impl GalleryIndex {
         manifest.write(&self.dir)?;
         self.manifest = manifest;
         let first = self.meta.slots();
+        self.dups.extend(&self.vectors, first);
         for (record, _) in items {
             self.meta.push(record);
         }

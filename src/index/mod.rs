@@ -15,6 +15,7 @@
 mod backend;
 mod checksum;
 pub mod demo;
+mod duplicates;
 mod embeddings;
 mod error;
 mod exact;

@@ -48,6 +48,10 @@ pub enum IndexError {
     /// A record is unusable (e.g. an empty image id).
     #[error("invalid image record: {0}")]
     InvalidRecord(String),
+    /// A record exceeds a size limit (id, path or attribute length, attribute count; see
+    /// [`ImageRecord::check_sizes`](super::ImageRecord::check_sizes)).
+    #[error("image record too large: {0}")]
+    RecordTooLarge(String),
     /// A search filter cannot be satisfied as written (e.g. `from` after `to`).
     #[error("invalid filter: {0}")]
     InvalidFilter(String),

@@ -46,5 +46,8 @@ pub use hits::{ImageHit, PersonHit};
 pub use lock::{WriterLock, LOCK_FILE};
 pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
 pub use params::{HnswParams, SearchParams};
-pub use record::ImageRecord;
+pub use record::{
+    ImageRecord, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES,
+    MAX_PATH_BYTES,
+};
 pub use verify::{FileCheck, VerifyReport};

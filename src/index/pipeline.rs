@@ -49,10 +49,14 @@ pub struct PipelineStats {
     pub encoder_seconds: f64,
 }
 
-/// Fails on an image id that occurs twice, naming both entries, before anything is encoded.
-pub fn check_unique_ids(items: &[GalleryItem]) -> Result<(), IndexError> {
+/// Fails on an image id that occurs twice, naming both entries, or a record over the index's
+/// size limits, naming the entry, before anything is encoded.
+pub fn check_items(items: &[GalleryItem]) -> Result<(), IndexError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
+        if let Err(e) = item.record.check_sizes() {
+            return Err(IndexError::RecordTooLarge(format!("entry {}: {e}", i + 1)));
+        }
         if let Some(first) = seen.insert(item.record.image_id.as_str(), i) {
             return Err(IndexError::InvalidRecord(format!(
                 "image id `{}` occurs twice (entries {} and {}); give an image_id column",
@@ -79,7 +83,7 @@ pub fn encode_into(
     opts: &PipelineOptions,
     progress: &mut dyn FnMut(usize),
 ) -> Result<PipelineStats, IndexError> {
-    check_unique_ids(&items)?;
+    check_items(&items)?;
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<GalleryItem>();
     for item in items {

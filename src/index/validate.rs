@@ -61,7 +61,8 @@ pub(crate) fn check_search(
     filter.validate()
 }
 
-/// New images: non-empty ids, no id repeated or already `present`, well-formed vectors.
+/// New images: non-empty ids, records within their size limits, no id repeated or already
+/// `present`, well-formed vectors.
 pub(crate) fn check_new_items(
     items: &[(ImageRecord, Vec<f32>)],
     dim: usize,
@@ -75,6 +76,7 @@ pub(crate) fn check_new_items(
                 record.image_id, record.person_id
             )));
         }
+        record.check_sizes().map_err(IndexError::RecordTooLarge)?;
         if present(&record.image_id) || !seen.insert(record.image_id.as_str()) {
             return Err(IndexError::DuplicateImageId(record.image_id.clone()));
         }

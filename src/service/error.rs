@@ -111,6 +111,7 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::ReadOnly(_) => Code::FailedPrecondition,
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
+        | IndexError::RecordTooLarge(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
         // Everything else (files, graph, dimensions, model mismatch) is the server's fault; the
         // wildcard keeps this table compiling when the index layer grows new variants.

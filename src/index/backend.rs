@@ -52,7 +52,7 @@ pub trait GalleryBackend: Send + Sync {
     /// Returns the gallery size after the change.
     fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, IndexError>;
     /// Removes images by id and every image of the given persons, all or nothing: when an id
-    /// is absent nothing is removed and [`IndexError::Missing`] names the absent ids. Returns
+    /// is absent nothing is removed and [`IndexError::UnknownIds`] names the absent ids. Returns
     /// (images removed, gallery size after).
     fn remove(
         &self,
@@ -242,7 +242,7 @@ impl GalleryBackend for EmbeddedGallery {
     }
 }
 
-/// [`IndexError::Missing`] naming the absent ids, or `Ok` when none is absent.
+/// [`IndexError::UnknownIds`] naming the absent ids, or `Ok` when none is absent.
 pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), IndexError> {
     let mut parts = Vec::new();
     if !images.is_empty() {
@@ -254,7 +254,7 @@ pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), Index
     if parts.is_empty() {
         Ok(())
     } else {
-        Err(IndexError::Missing(format!(
+        Err(IndexError::UnknownIds(format!(
             "{} not in the gallery; nothing removed",
             parts.join(" and ")
         )))

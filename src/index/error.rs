@@ -5,9 +5,9 @@ use std::path::PathBuf;
 /// Errors creating, opening, searching or changing a gallery index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// The index directory (or one of its files) does not exist.
+    /// There is no index at this directory (it, or its `CURRENT` or manifest, does not exist).
     #[error("no gallery index at {0}: build one with `ivt index build`")]
-    NotFound(PathBuf),
+    NoIndex(PathBuf),
     /// A directory that should be created already holds an index.
     #[error("an index already exists at {0}; remove it or pick another directory")]
     AlreadyExists(PathBuf),
@@ -91,7 +91,7 @@ pub enum IndexError {
     Encode(#[from] crate::model::ModelError),
     /// Ids asked for (e.g. to remove) that the gallery does not hold.
     #[error("not found: {0}")]
-    Missing(String),
+    UnknownIds(String),
     /// The gallery server (Milvus) cannot be reached; retried with backoff before this.
     #[error("gallery backend unavailable: {0}")]
     Unavailable(String),

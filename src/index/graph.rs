@@ -244,7 +244,7 @@ fn sync_file(path: &Path) -> Result<u64, IndexError> {
     Ok(f.metadata().map_err(IndexError::io(path))?.len())
 }
 
-/// Fails with `Corrupt` (or `NotFound`) unless `path` has exactly `expected` bytes.
+/// Fails with `Corrupt` (a missing file too) unless `path` has exactly `expected` bytes.
 fn check_size(path: &Path, expected: u64) -> Result<(), IndexError> {
     let len = match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

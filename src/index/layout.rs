@@ -16,7 +16,7 @@ pub(crate) fn current(dir: &Path) -> Result<PathBuf, IndexError> {
     let path = dir.join(CURRENT_FILE);
     let name = match std::fs::read_to_string(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IndexError::NotFound(dir.to_path_buf()))
+            return Err(IndexError::NoIndex(dir.to_path_buf()))
         }
         r => r.map_err(IndexError::io(&path))?,
     };

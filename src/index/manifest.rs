@@ -139,7 +139,7 @@ impl IndexManifest {
         let path = dir.join(MANIFEST_FILE);
         let bytes = match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IndexError::NotFound(path))
+                return Err(IndexError::NoIndex(path))
             }
             r => r.map_err(IndexError::io(&path))?,
         };

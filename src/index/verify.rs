@@ -75,7 +75,7 @@ pub(crate) fn verify_generation(dir: &Path) -> Result<VerifyReport, IndexError> 
     let path = dir.join(MANIFEST_FILE);
     let bytes = match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IndexError::NotFound(path))
+            return Err(IndexError::NoIndex(path))
         }
         r => r.map_err(IndexError::io(&path))?,
     };

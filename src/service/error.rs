@@ -106,7 +106,7 @@ impl ServiceError {
 fn index_code(e: &IndexError) -> Code {
     match e {
         IndexError::DuplicateImageId(_) => Code::AlreadyExists,
-        IndexError::Missing(_) => Code::NotFound,
+        IndexError::UnknownIds(_) => Code::NotFound,
         IndexError::Unavailable(_) => Code::Unavailable,
         IndexError::ReadOnly(_) => Code::FailedPrecondition,
         IndexError::InvalidFilter(_)
@@ -177,8 +177,8 @@ mod tests {
                 IndexError::InvalidFilter("x".into()).into(),
                 Code::InvalidArgument,
             ),
-            (IndexError::NotFound("/idx".into()).into(), Code::Internal),
-            (IndexError::Missing("x".into()).into(), Code::NotFound),
+            (IndexError::NoIndex("/idx".into()).into(), Code::Internal),
+            (IndexError::UnknownIds("x".into()).into(), Code::NotFound),
             (
                 IndexError::Unavailable("milvus down".into()).into(),
                 Code::Unavailable,

@@ -77,18 +77,6 @@ pub enum IndexError {
         /// What hnsw_rs reported.
         message: String,
     },
-    /// A gallery image could not be read or decoded (see `--skip-bad`).
-    #[error("cannot use image {path}: {source}")]
-    Image {
-        /// The image file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: crate::image::ImageError,
-    },
-    /// The encoder failed on a batch.
-    #[error("encoder failed: {0}")]
-    Encode(#[from] crate::model::ModelError),
     /// Ids asked for (e.g. to remove) that the gallery does not hold.
     #[error("not found: {0}")]
     UnknownIds(String),

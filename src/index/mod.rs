@@ -14,7 +14,6 @@
 
 mod backend;
 mod checksum;
-pub mod demo;
 mod duplicates;
 mod embeddings;
 mod error;
@@ -31,7 +30,6 @@ mod manifest;
 mod metadata;
 pub mod milvus;
 mod params;
-pub mod pipeline;
 mod record;
 mod validate;
 mod verify;

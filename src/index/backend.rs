@@ -6,11 +6,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::verify::verify_generation;
-use super::{
-    GalleryIndex, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter,
-    SearchParams,
-};
+use super::store::verify::verify_generation;
+use super::GalleryIndex;
+use super::HnswParams;
+use super::ImageHit;
+use super::ImageRecord;
+use super::IndexError;
+use super::PersonHit;
+use super::SearchFilter;
+use super::SearchParams;
 
 /// A searchable gallery of image embeddings. Methods block (call them from a blocking context);
 /// all take `&self`, and implementations make concurrent searches and changes safe.

@@ -13,39 +13,25 @@
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
 
 mod backend;
-mod checksum;
-mod duplicates;
-mod embeddings;
 mod error;
-mod exact;
-mod filter;
-mod flat;
-mod fsio;
 mod gallery;
-mod graph;
-mod hits;
-mod layout;
-mod lock;
-mod manifest;
-mod metadata;
 pub mod milvus;
-mod params;
-mod record;
+mod search;
+mod store;
 mod validate;
-mod verify;
 
 pub use backend::{EmbeddedGallery, GalleryBackend};
-pub use checksum::FileSum;
 pub use error::IndexError;
-pub use filter::SearchFilter;
 pub use gallery::GalleryIndex;
-pub use graph::{release_freed_heap, UnitDot};
-pub use hits::{ImageHit, PersonHit};
-pub use lock::{WriterLock, LOCK_FILE};
-pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
-pub use params::{HnswParams, SearchParams};
-pub use record::{
+pub use search::filter::SearchFilter;
+pub use search::graph::{release_freed_heap, UnitDot};
+pub use search::hits::{ImageHit, PersonHit};
+pub use search::params::{HnswParams, SearchParams};
+pub use store::checksum::FileSum;
+pub use store::lock::{WriterLock, LOCK_FILE};
+pub use store::manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
+pub use store::record::{
     ImageRecord, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES,
     MAX_PATH_BYTES,
 };
-pub use verify::{FileCheck, VerifyReport};
+pub use store::verify::{FileCheck, VerifyReport};

@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use super::{ImageRecord, IndexError, SearchFilter, SearchParams};
+use super::ImageRecord;
+use super::IndexError;
+use super::SearchFilter;
+use super::SearchParams;
 
 /// Ids echoed in an error message: at most this many ...
 const LISTED_IDS: usize = 10;

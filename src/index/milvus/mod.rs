@@ -37,7 +37,7 @@ use self::proto::milvus as m;
 use self::proto::schema::{self, DataType};
 use self::rows::{columns, floats, hits, kv, longs, records, strings};
 use super::backend::{missing, GalleryBackend};
-use super::hits::persons_by_widening;
+use super::search::hits::persons_by_widening;
 use super::validate::{check_new_items, check_search};
 use super::{HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter, SearchParams};
 

@@ -8,8 +8,9 @@ use half::f16;
 use memmap2::{Mmap, MmapOptions};
 
 use super::checksum::FileSum;
+use super::fsio;
 use super::manifest::VectorStorage;
-use super::{fsio, IndexError};
+use crate::index::IndexError;
 
 /// Row-major embedding matrix backed by a read-only memory map of the committed rows.
 pub(crate) struct EmbeddingStore {

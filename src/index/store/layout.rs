@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{fsio, IndexError};
+use super::fsio;
+use crate::index::IndexError;
 
 /// File naming the live generation.
 const CURRENT_FILE: &str = "CURRENT";

@@ -126,6 +126,6 @@ impl Duplicates {
                 None => {}
             }
         }
-        super::exact::top_k(out, k)
+        crate::index::search::score::top_k(out, k)
     }
 }

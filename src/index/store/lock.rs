@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::IndexError;
+use crate::index::IndexError;
 
 /// Name of the lock file inside an index directory.
 pub const LOCK_FILE: &str = "LOCK";

@@ -57,7 +57,7 @@ impl ImageRecord {
     /// so every search response: a record is returned with each of its hits. The message names
     /// the field and its limit.
     pub fn check_sizes(&self) -> Result<(), String> {
-        let id = super::validate::quote_id(&self.image_id);
+        let id = crate::index::validate::quote_id(&self.image_id);
         let too_long = |field: &str, len: usize, limit: usize| {
             (len > limit)
                 .then(|| format!("image {id}: {field} is {len} bytes, the limit is {limit} bytes"))
@@ -83,7 +83,7 @@ impl ImageRecord {
             ));
         }
         for (key, value) in &self.attributes {
-            let shown = super::validate::quote_id(key);
+            let shown = crate::index::validate::quote_id(key);
             let checks = [
                 (
                     format!("attribute key {shown}"),

@@ -2,9 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::duplicates::Duplicates;
-use super::metadata::Metadata;
-use super::IndexError;
+use crate::index::store::duplicates::Duplicates;
+use crate::index::store::metadata::Metadata;
+use crate::index::IndexError;
 
 /// Restricts a search to part of the gallery. Every condition must hold; empty means "any".
 #[derive(Debug, Clone, Default)]

@@ -10,8 +10,10 @@ use hnsw_rs::hnswio::{HnswIo, ReloadOptions};
 use hnsw_rs::prelude::{Distance, FilterT, Hnsw};
 
 use super::flat::{FlatGraph, PointLists};
-use super::manifest::GraphDump;
-use super::{exact, HnswParams, IndexError};
+use super::score;
+use crate::index::store::manifest::GraphDump;
+use crate::index::HnswParams;
+use crate::index::IndexError;
 
 /// hnsw_rs' `NB_LAYER_MAX`: `file_dump` refuses graphs created with fewer layers.
 const MAX_LAYER: usize = 16;
@@ -29,7 +31,7 @@ pub struct UnitDot;
 
 impl Distance<f32> for UnitDot {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - exact::dot(a, b)).max(0.0)
+        (1.0 - score::dot(a, b)).max(0.0)
     }
 }
 

@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::checksum::FileSum;
-use super::{fsio, HnswParams, IndexError};
+use super::fsio;
+use crate::index::HnswParams;
+use crate::index::IndexError;
 
 /// Version of the on-disk layout written by this build.
 pub const FORMAT_VERSION: u32 = 1;

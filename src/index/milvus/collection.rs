@@ -264,35 +264,7 @@ impl MilvusGallery {
     }
 
     pub(super) async fn create_collection(&self) -> Result<(), IndexError> {
-        let varchar = |name: &str, max: usize, primary: bool| schema::FieldSchema {
-            name: name.into(),
-            is_primary_key: primary,
-            data_type: DataType::VarChar as i32,
-            type_params: vec![kv("max_length", max)],
-            ..Default::default()
-        };
-        let fields = vec![
-            varchar("image_id", 1024, true),
-            varchar("person_id", 512, false),
-            varchar("camera_id", 512, false),
-            schema::FieldSchema {
-                name: "captured_ms".into(),
-                data_type: DataType::Int64 as i32,
-                ..Default::default()
-            },
-            varchar("path", 4096, false),
-            schema::FieldSchema {
-                name: "attributes".into(),
-                data_type: DataType::Json as i32,
-                ..Default::default()
-            },
-            schema::FieldSchema {
-                name: VECTOR_FIELD.into(),
-                data_type: DataType::FloatVector as i32,
-                type_params: vec![kv("dim", self.dim)],
-                ..Default::default()
-            },
-        ];
+        let fields = fields(self.dim);
         let properties = vec![kv(FINGERPRINT_KEY, &self.fingerprint)];
         let schema = schema::CollectionSchema {
             name: self.name(),
@@ -398,4 +370,37 @@ impl MilvusGallery {
             Err(e) => Err(e),
         }
     }
+}
+
+/// The collection's fields (see the table in the module documentation).
+fn fields(dim: usize) -> Vec<schema::FieldSchema> {
+    let varchar = |name: &str, max: usize, primary: bool| schema::FieldSchema {
+        name: name.into(),
+        is_primary_key: primary,
+        data_type: DataType::VarChar as i32,
+        type_params: vec![kv("max_length", max)],
+        ..Default::default()
+    };
+    vec![
+        varchar("image_id", 1024, true),
+        varchar("person_id", 512, false),
+        varchar("camera_id", 512, false),
+        schema::FieldSchema {
+            name: "captured_ms".into(),
+            data_type: DataType::Int64 as i32,
+            ..Default::default()
+        },
+        varchar("path", 4096, false),
+        schema::FieldSchema {
+            name: "attributes".into(),
+            data_type: DataType::Json as i32,
+            ..Default::default()
+        },
+        schema::FieldSchema {
+            name: VECTOR_FIELD.into(),
+            data_type: DataType::FloatVector as i32,
+            type_params: vec![kv("dim", dim)],
+            ..Default::default()
+        },
+    ]
 }

@@ -11,6 +11,10 @@
 //!   checks them all.
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
+//! - `store/` holds what is kept on disk (and what is derived from it when opening: the groups
+//!   of identical vectors), `search/` how it is searched (scoring, exact scans, the graph walks,
+//!   filters, person grouping, and the per-query `SearchPlan`). The index stores vectors and
+//!   records only: encoding images into it is [`crate::ingest`]'s job.
 
 mod backend;
 mod error;

@@ -14,6 +14,7 @@ use super::gallery::Gallery;
 use super::gate::Handled;
 use super::infer::{Embedded, Infer};
 use super::{convert, deadline, metrics, Limits, ServiceError};
+use crate::index::IndexError;
 use crate::proto;
 use crate::proto::retrieval_server::Retrieval;
 
@@ -260,7 +261,10 @@ impl RetrievalService {
                     "at most {max} images per AddImages call; split the upload"
                 )));
             }
-            records.push(convert::record(&msg, n)?);
+            let record = convert::record(&msg, n)?;
+            // Refused before any image of the call is decoded or encoded.
+            record.check_sizes().map_err(IndexError::RecordTooLarge)?;
+            records.push(record);
             self.check_image(&msg.image, &format!("image #{n} ({})", msg.image_id))?;
             images.push(msg.image);
         }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
-use ivt::model::{Encoder, Modality, ModelFiles, TrainOptions};
+use ivt::model::{load_network, Encoder, Modality, ModelFiles, Pass, TrainOptions};
 
 fn load(dir: &str, dtype: DType) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
@@ -96,14 +96,16 @@ fn check_model(dir: &str) {
     let d = max_abs_diff(&tokens, &out["image_tokens"]);
     assert!(d < 1e-4, "{dir}: image tokens differ by {d}");
     // The training forward pass (patches gathered and multiplied instead of convolved,
-    // differentiable norms and softmax, regularisers off) gives the same tokens.
-    let model = enc.model();
+    // differentiable norms and softmax, regularisers off) gives the same tokens, on the network
+    // as training loads it (unpacked weights).
+    let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
+    let model = load_network(&files, &Device::Cpu, DType::F32).expect("load");
     let train_tokens = model
         .encode(
             &model.embed_image_for_training(&x).unwrap(),
             None,
             Modality::Image,
-            Some(&TrainOptions::default()),
+            Pass::Train(&TrainOptions::default()),
         )
         .unwrap();
     let d = max_abs_diff(&train_tokens, &out["image_tokens"]);

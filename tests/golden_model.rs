@@ -38,7 +38,7 @@ fn pixels(dir: &str, enc: &Encoder) -> Vec<image::Pixels> {
         .map(|i| {
             image::load(
                 &fixture(dir).join(format!("image{i}.png")),
-                enc.config(),
+                &enc.config().image_spec(),
                 DecodeLimits::default(),
             )
             .unwrap()

@@ -154,14 +154,52 @@ impl IvtModel {
 
     /// Every output token of images `[B, 3, H, W]` (normalised pixels): `[B, N, D]`.
     pub fn forward_image(&self, pixels: &Tensor) -> Result<Tensor> {
-        let tokens = self.embed_image(pixels)?;
-        self.encode(&tokens, None, Modality::Image, Pass::Infer)
+        let rows = self.config.num_image_tokens();
+        self.in_sub_batches(&[pixels], rows, |t| {
+            let tokens = self.embed_image(&t[0])?;
+            self.encode(&tokens, None, Modality::Image, Pass::Infer)
+        })
     }
 
     /// Every output token of texts: ids `[B, T]`, mask `[B, T]` → `[B, T, D]`.
     pub fn forward_text(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Result<Tensor> {
-        let tokens = self.embed_text(input_ids)?;
-        self.encode(&tokens, Some(attention_mask), Modality::Text, Pass::Infer)
+        let rows = input_ids.dim(1)?;
+        self.in_sub_batches(&[input_ids, attention_mask], rows, |t| {
+            let tokens = self.embed_text(&t[0])?;
+            self.encode(&tokens, Some(&t[1]), Modality::Text, Pass::Infer)
+        })
+    }
+
+    /// `pass` over `inputs` (batched along dim 0), in sub-batches of
+    /// [`cpu::items_per_pass`] items where the weights serve the CPU fast path; whole elsewhere.
+    /// Every item is computed alone in either case, so the results are the same.
+    fn in_sub_batches(
+        &self,
+        inputs: &[&Tensor],
+        rows_per_item: usize,
+        pass: impl Fn(&[Tensor]) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let whole = || pass(&inputs.iter().map(|&t| t.clone()).collect::<Vec<_>>());
+        let Some(first) = inputs.first() else {
+            return whole();
+        };
+        let batch = first.dim(0)?;
+        let items = cpu::items_per_pass(rows_per_item);
+        if !cpu::fast_path_weights(self.device(), self.dtype()) || batch <= items {
+            return whole();
+        }
+        let parts = (0..batch)
+            .step_by(items)
+            .map(|start| {
+                let len = items.min(batch - start);
+                let part = inputs
+                    .iter()
+                    .map(|t| t.narrow(0, start, len))
+                    .collect::<Result<Vec<_>>>()?;
+                pass(&part)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 0)
     }
 }
 

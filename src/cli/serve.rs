@@ -8,8 +8,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::common::{parse_dtype, BackendArgs, BackendKind, ModelArgs};
-use crate::index::demo::ensure_demo_index;
 use crate::index::HnswParams;
+use crate::ingest::demo::ensure_demo_index;
 use crate::model::{parse_device, Encoder};
 use crate::service::{
     self, BatchConfig, ConnectionLimits, Limits, RunningServer, ServiceConfig, TlsFiles,

@@ -137,11 +137,12 @@ fn model_code(e: &ModelError) -> Code {
 fn index_code(e: &IndexError) -> Code {
     match e {
         IndexError::DuplicateImageId(_) => Code::AlreadyExists,
-        IndexError::Missing(_) => Code::NotFound,
+        IndexError::UnknownIds(_) => Code::NotFound,
         IndexError::Unavailable(_) => Code::Unavailable,
         IndexError::ReadOnly(_) => Code::FailedPrecondition,
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
+        | IndexError::RecordTooLarge(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
         // The server's own state: its files, graph, model and backend. `Dimension` and
         // `NonFinite` come from the server's encoder, never from a request.
@@ -223,8 +224,8 @@ mod tests {
                 IndexError::InvalidFilter("x".into()).into(),
                 Code::InvalidArgument,
             ),
-            (IndexError::NotFound("/idx".into()).into(), Code::Internal),
-            (IndexError::Missing("x".into()).into(), Code::NotFound),
+            (IndexError::NoIndex("/idx".into()).into(), Code::Internal),
+            (IndexError::UnknownIds("x".into()).into(), Code::NotFound),
             (
                 IndexError::Unavailable("milvus down".into()).into(),
                 Code::Unavailable,

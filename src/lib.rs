@@ -8,8 +8,10 @@
 //! - [`model`]: the IVT network in Candle (one transformer, shared attention, per-modality MLPs),
 //!   its configuration, checkpoint loading (`.pth` and safetensors) and the [`model::Encoder`]
 //!   that turns texts and images into L2-normalised embeddings.
-//! - [`data`]: readers for gallery sources and the text-person datasets.
-//! - [`index`]: the persisted gallery index (HNSW + exact search, filters, online changes).
+//! - [`data`]: readers for the text-person datasets and the synthetic dataset generator.
+//! - [`ingest`]: gallery sources, the encoding pipeline into an index, the demo gallery.
+//! - [`index`]: the persisted gallery index (HNSW + exact search, filters, online changes); it
+//!   stores vectors and records and knows no model, image or data code.
 //! - [`service`]: the gRPC service (`ivt.v1.Retrieval`) with batching, health and metrics.
 //! - [`train`]: training (MLA, BMM, CMPM) and initialisation from ViT/BERT checkpoints.
 //! - [`eval`]: ranking metrics (R@K, mAP, mINP) and dataset evaluation.
@@ -20,6 +22,7 @@ pub mod data;
 pub mod eval;
 pub mod image;
 pub mod index;
+pub mod ingest;
 pub mod model;
 pub mod service;
 pub mod text;

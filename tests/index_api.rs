@@ -235,7 +235,7 @@ fn wrong_dimension_and_missing_index_are_clear_errors() {
     let err = GalleryIndex::open(&tmp.path().join("none"), FP)
         .err()
         .unwrap();
-    assert!(matches!(err, IndexError::NotFound(_)), "{err}");
+    assert!(matches!(err, IndexError::NoIndex(_)), "{err}");
 }
 
 #[test]

@@ -257,3 +257,81 @@ fn check_info_remove_compact(model: &str, index: &str) {
     assert_eq!(compacted["slots"], 3);
     assert_eq!(compacted["removed"], 0);
 }
+
+/// Records over the index's size limits are refused by `ivt index build` and `ivt index add`,
+/// naming the field and the limit, before anything is written.
+#[test]
+fn oversized_records_are_refused_by_build_and_add() {
+    let tmp = tempfile::tempdir().unwrap();
+    let model = fixture();
+    let model_s = model.to_str().unwrap();
+    let images = tmp.path().join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 0..2 {
+        let name = format!("image{i}.png");
+        std::fs::copy(model.join(&name), images.join(&name)).unwrap();
+    }
+    let manifest = |name: &str, ids: [&str; 2], attribute: &str| {
+        let path = tmp.path().join(name);
+        let rows = format!(
+            "path,person_id,image_id,note\nimages/image0.png,p0,{},fine\nimages/image1.png,p1,{},{attribute}\n",
+            ids[0], ids[1]
+        );
+        std::fs::write(&path, rows).unwrap();
+        path.to_str().unwrap().to_string()
+    };
+    let index_dir = tmp.path().join("idx");
+    let index_s = index_dir.to_str().unwrap();
+    let refused = |args: &[&str], needle: &str| {
+        let out = ivt(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    };
+    let long_id = "i".repeat(ivt::index::MAX_ID_BYTES + 1);
+    let bad = manifest("bad-id.csv", ["ok-0", &long_id], "fine");
+    let build = |gallery: &str| {
+        [
+            "index",
+            "build",
+            "--model",
+            model_s,
+            "--gallery",
+            gallery,
+            "--out",
+            index_s,
+        ]
+        .map(String::from)
+    };
+    let args = build(&bad);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    refused(&args, "image_id is 257 bytes, the limit is 256 bytes");
+    assert!(
+        !index_dir.join("CURRENT").exists(),
+        "a refused build published an index"
+    );
+
+    let good = manifest("good.csv", ["ok-0", "ok-1"], "fine");
+    let args = build(&good);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    ok_json(ivt(&args));
+    let long_value = "v".repeat(ivt::index::MAX_ATTRIBUTE_VALUE_BYTES + 1);
+    let bad = manifest("bad-attr.csv", ["new-0", "new-1"], &long_value);
+    let add = [
+        "index",
+        "add",
+        "--model",
+        model_s,
+        "--index",
+        index_s,
+        "--gallery",
+        &bad,
+    ];
+    refused(
+        &add,
+        "attribute `note` is 257 bytes, the limit is 256 bytes",
+    );
+    let index = GalleryIndex::open_any(&index_dir).unwrap();
+    assert_eq!(index.len(), 2, "nothing of the refused add was written");
+    assert!(index.contains("ok-1") && !index.contains("new-0"));
+}

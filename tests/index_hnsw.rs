@@ -324,3 +324,153 @@ fn tombstones_are_skipped_and_compaction_drops_them() {
         assert_eq!(got[0], "img11");
     })
 }
+
+/// The gallery of the duplicates test: clustered vectors with 300 copies of one vector spread
+/// among them (slots `TWIN_STEP * j`), like the identical frames of a still camera.
+const TWINS: usize = 300;
+const TWIN_STEP: usize = 7;
+
+fn with_twins(twin: &[f32]) -> Vec<Vec<f32>> {
+    let mut vectors = clustered(N, 9);
+    for j in 0..TWINS {
+        vectors[TWIN_STEP * j] = twin.to_vec();
+    }
+    vectors
+}
+
+/// The twins among the hits of a `top_k` search, checked to agree with exact search: the same
+/// ids with bit-identical scores, when only twins can be returned (`top_k` <= live twins).
+fn twins_found(
+    index: &GalleryIndex,
+    twin: &[f32],
+    top_k: usize,
+    ef: Option<usize>,
+    filter: &SearchFilter,
+) -> std::collections::BTreeSet<usize> {
+    let search = |exact| {
+        let params = SearchParams { top_k, ef, exact };
+        index
+            .search_images(twin, &params, filter)
+            .unwrap()
+            .into_iter()
+            .map(|h| (h.record.image_id[3..].parse::<usize>().unwrap(), h.score))
+            .collect::<Vec<_>>()
+    };
+    let (graph, exact) = (search(false), search(true));
+    let twins = |hits: &[(usize, f32)]| -> std::collections::BTreeSet<usize> {
+        hits.iter()
+            .map(|&(i, _)| i)
+            .filter(|i| i % TWIN_STEP == 0 && i / TWIN_STEP < TWINS)
+            .collect()
+    };
+    let (found, truth) = (twins(&graph), twins(&exact));
+    assert_eq!(found, truth, "graph and exact search find different twins");
+    if found.len() == graph.len() {
+        let bits =
+            |h: &[(usize, f32)]| h.iter().map(|&(i, s)| (i, s.to_bits())).collect::<Vec<_>>();
+        assert_eq!(bits(&graph), bits(&exact));
+    }
+    found
+}
+
+#[test]
+fn identical_images_all_stay_reachable() {
+    one_thread(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("idx");
+        let twin = clustered(1, 10).remove(0);
+        let mut index = build(&dir, &with_twins(&twin));
+        let all: std::collections::BTreeSet<usize> = (0..TWINS).map(|j| TWIN_STEP * j).collect();
+        let none = SearchFilter::default();
+        for ef in [None, Some(4096)] {
+            assert_eq!(
+                twins_found(&index, &twin, TWINS, ef, &none),
+                all,
+                "ef {ef:?}"
+            );
+        }
+        assert_eq!(twins_found(&index, &twin, 10, None, &none).len(), 10);
+        let camera = SearchFilter {
+            camera_ids: vec!["c3".into(), "c6".into()],
+            ..Default::default()
+        };
+        let on_camera = |live: &std::collections::BTreeSet<usize>| {
+            live.iter()
+                .copied()
+                .filter(|i| [3, 6].contains(&(i % 10)))
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        assert_eq!(
+            twins_found(&index, &twin, TWINS, None, &camera),
+            on_camera(&all)
+        );
+
+        // Remove the first copy (the one the graph met first) and some others.
+        let removed: Vec<usize> = (0..TWINS).step_by(13).map(|j| TWIN_STEP * j).collect();
+        let ids: Vec<String> = removed.iter().map(|i| format!("img{i}")).collect();
+        assert_eq!(index.remove_images(&ids).unwrap(), removed.len());
+        let live: std::collections::BTreeSet<usize> = all
+            .iter()
+            .copied()
+            .filter(|i| !removed.contains(i))
+            .collect();
+        let check = |index: &GalleryIndex| {
+            assert_eq!(twins_found(index, &twin, TWINS, None, &none), live);
+            assert_eq!(twins_found(index, &twin, live.len(), None, &none), live);
+            assert_eq!(
+                twins_found(index, &twin, TWINS, None, &camera),
+                on_camera(&live)
+            );
+        };
+        check(&index);
+        drop(index);
+        let index = GalleryIndex::open(&dir, FP).unwrap();
+        check(&index);
+        let compacted = index.compact().unwrap();
+        check(&compacted);
+        drop((index, compacted));
+        let mut index = GalleryIndex::open(&dir, FP).unwrap();
+        check(&index);
+
+        // Copies added after the graph was saved land in the live graph beside the flat one.
+        let more: Vec<_> = (0..50)
+            .map(|j| (record(10_000 + TWIN_STEP * j), twin.clone()))
+            .collect();
+        index.add(more).unwrap();
+        let found = twins_found(&index, &twin, TWINS + 100, None, &none);
+        assert_eq!(found, live, "old copies, with new ones added");
+        let hits = index
+            .search_images(
+                &twin,
+                &SearchParams {
+                    top_k: TWINS + 100,
+                    ef: None,
+                    exact: false,
+                },
+                &none,
+            )
+            .unwrap();
+        let score = hits[0].score;
+        assert_eq!(
+            hits.iter().filter(|h| h.score == score).count(),
+            live.len() + 50
+        );
+
+        // An index created empty and added to holds only a live hnsw_rs graph (no flat one).
+        let mut fresh =
+            GalleryIndex::create(&tmp.path().join("fresh"), FP, DIM, HnswParams::default())
+                .unwrap();
+        let items = with_twins(&twin)
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| (record(i), v))
+            .collect();
+        fresh.add(items).unwrap();
+        assert!(fresh.manifest().graph.is_none());
+        assert_eq!(twins_found(&fresh, &twin, TWINS, None, &none), all);
+        assert_eq!(
+            twins_found(&fresh, &twin, TWINS, None, &camera),
+            on_camera(&all)
+        );
+    })
+}

@@ -5,8 +5,9 @@ use std::fs;
 use std::path::Path;
 
 use chrono::{TimeZone, Utc};
-use ivt::data::gallery::{parse_market_name, GalleryError, GallerySource};
 use ivt::data::Split;
+use ivt::ingest::sources::{parse_market_name, GallerySource};
+use ivt::ingest::IngestError;
 
 fn touch(path: &Path) {
     fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -56,7 +57,7 @@ fn malformed_manifest_lines_are_reported_by_number() {
         .read()
         .unwrap_err();
     assert!(
-        matches!(&err, GalleryError::Entry { location, .. } if location == "line 3"),
+        matches!(&err, IngestError::Entry { location, .. } if location == "line 3"),
         "{err}"
     );
     assert!(err.to_string().contains("RFC 3339"), "{err}");
@@ -130,7 +131,7 @@ fn dataset_annotations_need_a_split_and_resolve_under_the_images_root() {
     )
     .unwrap();
     let err = GallerySource::detect(&annotation, None, None).unwrap_err();
-    assert!(matches!(err, GalleryError::SplitRequired(_)), "{err}");
+    assert!(matches!(err, IngestError::SplitRequired(_)), "{err}");
     let source = GallerySource::detect(&annotation, Some(Split::Test), None).unwrap();
     let items = source.read().unwrap();
     assert_eq!(items.len(), 1);

@@ -389,7 +389,7 @@ fn adds_and_removes_are_read_back_at_once_and_all_or_nothing() {
             .remove(&["img-000".into(), "img-nope".into()], &[])
             .unwrap_err();
         assert!(
-            matches!(absent, IndexError::Missing(ref m) if m.contains("img-nope") && !m.contains("img-000")),
+            matches!(absent, IndexError::UnknownIds(ref m) if m.contains("img-nope") && !m.contains("img-000")),
             "{absent}"
         );
         assert_eq!(remote.len(), 61, "nothing removed when an id is absent");

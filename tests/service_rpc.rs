@@ -607,3 +607,121 @@ async fn reflection_lists_the_retrieval_service() {
     drop(stream);
     f.server.shutdown().await.unwrap();
 }
+
+/// Every record size limit holds over gRPC: a call with one oversized record among good ones
+/// is INVALID_ARGUMENT naming the field and the limit, and adds nothing; records at the limits
+/// are accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_records_are_refused_whole() {
+    use ivt::index::{
+        MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES,
+        MAX_PATH_BYTES,
+    };
+    let f = fixture(2, 1).await;
+    let mut c = client(&f.server).await;
+    let add = |k: u32| AddImageRequest {
+        image: png(700 + k, 20, 40),
+        image_id: format!("cap-{k}"),
+        person_id: "cap".into(),
+        ..Default::default()
+    };
+    let long = |n: usize| "x".repeat(n + 1);
+    let attrs = |n: usize, key: usize, value: usize| -> HashMap<String, String> {
+        (0..n)
+            .map(|i| (format!("{i:0>key$}"), "v".repeat(value)))
+            .collect()
+    };
+    let cases: Vec<(AddImageRequest, String)> = vec![
+        (
+            AddImageRequest {
+                image_id: long(MAX_ID_BYTES),
+                ..add(1)
+            },
+            format!(
+                "image_id is {} bytes, the limit is {MAX_ID_BYTES} bytes",
+                MAX_ID_BYTES + 1
+            ),
+        ),
+        (
+            AddImageRequest {
+                person_id: long(MAX_ID_BYTES),
+                ..add(1)
+            },
+            format!(
+                "person_id is {} bytes, the limit is {MAX_ID_BYTES}",
+                MAX_ID_BYTES + 1
+            ),
+        ),
+        (
+            AddImageRequest {
+                camera_id: long(MAX_ID_BYTES),
+                ..add(1)
+            },
+            format!(
+                "camera_id is {} bytes, the limit is {MAX_ID_BYTES}",
+                MAX_ID_BYTES + 1
+            ),
+        ),
+        (
+            AddImageRequest {
+                path: long(3 << 20),
+                ..add(1)
+            },
+            format!(
+                "path is {} bytes, the limit is {MAX_PATH_BYTES} bytes",
+                (3 << 20) + 1
+            ),
+        ),
+        (
+            AddImageRequest {
+                attributes: attrs(MAX_ATTRIBUTES + 1, 2, 1),
+                ..add(1)
+            },
+            format!(
+                "{} attributes, the limit is {MAX_ATTRIBUTES}",
+                MAX_ATTRIBUTES + 1
+            ),
+        ),
+        (
+            AddImageRequest {
+                attributes: attrs(1, MAX_ATTRIBUTE_KEY_BYTES + 1, 1),
+                ..add(1)
+            },
+            format!("bytes, the limit is {MAX_ATTRIBUTE_KEY_BYTES} bytes"),
+        ),
+        (
+            AddImageRequest {
+                attributes: attrs(1, 2, MAX_ATTRIBUTE_VALUE_BYTES + 1),
+                ..add(1)
+            },
+            format!(
+                "attribute `00` is {} bytes, the limit is {MAX_ATTRIBUTE_VALUE_BYTES}",
+                MAX_ATTRIBUTE_VALUE_BYTES + 1
+            ),
+        ),
+    ];
+    for (bad, needle) in cases {
+        let r = c.add_images(tokio_stream::iter(vec![add(0), bad])).await;
+        expect_invalid(&needle, r, &needle).await;
+        let info = c.info(InfoRequest {}).await.unwrap().into_inner();
+        assert_eq!(info.gallery_size, 2, "{needle}: part of the call was added");
+    }
+    let at_limits = AddImageRequest {
+        image_id: "i".repeat(MAX_ID_BYTES),
+        person_id: "p".repeat(MAX_ID_BYTES),
+        camera_id: "c".repeat(MAX_ID_BYTES),
+        path: "/".repeat(MAX_PATH_BYTES),
+        attributes: attrs(
+            MAX_ATTRIBUTES,
+            MAX_ATTRIBUTE_KEY_BYTES,
+            MAX_ATTRIBUTE_VALUE_BYTES,
+        ),
+        ..add(2)
+    };
+    let r = c
+        .add_images(tokio_stream::iter(vec![add(0), at_limits]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((r.added, r.gallery_size), (2, 4));
+}

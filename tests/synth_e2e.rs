@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ivt::data::synth::{SynthDataset, SynthOptions};
 use ivt::data::{read_dataset, Split};
-use ivt::index::demo::read_synth_options;
+use ivt::ingest::demo::read_synth_options;
 use ivt::proto::SearchRequest;
 use ivt::service::ServiceConfig;
 

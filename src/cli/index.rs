@@ -6,13 +6,13 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::common::{BackendArgs, ModelArgs};
-use crate::data::gallery::{GalleryItem, GallerySource};
 use crate::data::Split;
 use crate::index::milvus::{MilvusConfig, MilvusGallery};
-use crate::index::pipeline::{encode_into, PipelineOptions, PipelineStats, Sink};
 use crate::index::{
     GalleryBackend, GalleryIndex, HnswParams, ImageRecord, IndexError, VectorStorage,
 };
+use crate::ingest::pipeline::{encode_into, PipelineOptions, PipelineStats, Sink};
+use crate::ingest::sources::{GalleryItem, GallerySource};
 
 /// Index subcommands.
 #[derive(Debug, clap::Subcommand)]

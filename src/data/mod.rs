@@ -1,8 +1,7 @@
-//! Readers for gallery sources (manifests, folders) and the text-person datasets
-//! (CUHK-PEDES, ICFG-PEDES, RSTPReid).
+//! Readers for the text-person datasets (CUHK-PEDES, ICFG-PEDES, RSTPReid) and the synthetic
+//! dataset generator. Gallery sources for indexing are in [`crate::ingest`].
 
 pub mod datasets;
-pub mod gallery;
 pub mod synth;
 
 pub use datasets::{

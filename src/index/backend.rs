@@ -6,11 +6,15 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::verify::verify_generation;
-use super::{
-    GalleryIndex, HnswParams, ImageHit, ImageRecord, IndexError, PersonHit, SearchFilter,
-    SearchParams,
-};
+use super::store::verify::verify_generation;
+use super::GalleryIndex;
+use super::HnswParams;
+use super::ImageHit;
+use super::ImageRecord;
+use super::IndexError;
+use super::PersonHit;
+use super::SearchFilter;
+use super::SearchParams;
 
 /// A searchable gallery of image embeddings. Methods block (call them from a blocking context);
 /// all take `&self`, and implementations make concurrent searches and changes safe.
@@ -52,7 +56,7 @@ pub trait GalleryBackend: Send + Sync {
     /// Returns the gallery size after the change.
     fn add(&self, items: Vec<(ImageRecord, Vec<f32>)>) -> Result<usize, IndexError>;
     /// Removes images by id and every image of the given persons, all or nothing: when an id
-    /// is absent nothing is removed and [`IndexError::Missing`] names the absent ids. Returns
+    /// is absent nothing is removed and [`IndexError::UnknownIds`] names the absent ids. Returns
     /// (images removed, gallery size after).
     fn remove(
         &self,
@@ -242,7 +246,7 @@ impl GalleryBackend for EmbeddedGallery {
     }
 }
 
-/// [`IndexError::Missing`] naming the absent ids, or `Ok` when none is absent.
+/// [`IndexError::UnknownIds`] naming the absent ids, or `Ok` when none is absent.
 pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), IndexError> {
     let mut parts = Vec::new();
     if !images.is_empty() {
@@ -254,7 +258,7 @@ pub(crate) fn missing(images: &[String], persons: &[String]) -> Result<(), Index
     if parts.is_empty() {
         Ok(())
     } else {
-        Err(IndexError::Missing(format!(
+        Err(IndexError::UnknownIds(format!(
             "{} not in the gallery; nothing removed",
             parts.join(" and ")
         )))

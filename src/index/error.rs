@@ -5,9 +5,9 @@ use std::path::PathBuf;
 /// Errors creating, opening, searching or changing a gallery index.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
-    /// The index directory (or one of its files) does not exist.
+    /// There is no index at this directory (it, or its `CURRENT` or manifest, does not exist).
     #[error("no gallery index at {0}: build one with `ivt index build`")]
-    NotFound(PathBuf),
+    NoIndex(PathBuf),
     /// A directory that should be created already holds an index.
     #[error("an index already exists at {0}; remove it or pick another directory")]
     AlreadyExists(PathBuf),
@@ -48,6 +48,10 @@ pub enum IndexError {
     /// A record is unusable (e.g. an empty image id).
     #[error("invalid image record: {0}")]
     InvalidRecord(String),
+    /// A record exceeds a size limit (id, path or attribute length, attribute count; see
+    /// [`ImageRecord::check_sizes`](super::ImageRecord::check_sizes)).
+    #[error("image record too large: {0}")]
+    RecordTooLarge(String),
     /// A search filter cannot be satisfied as written (e.g. `from` after `to`).
     #[error("invalid filter: {0}")]
     InvalidFilter(String),
@@ -73,21 +77,9 @@ pub enum IndexError {
         /// What hnsw_rs reported.
         message: String,
     },
-    /// A gallery image could not be read or decoded (see `--skip-bad`).
-    #[error("cannot use image {path}: {source}")]
-    Image {
-        /// The image file.
-        path: PathBuf,
-        /// What went wrong.
-        #[source]
-        source: crate::image::ImageError,
-    },
-    /// The encoder failed on a batch.
-    #[error("encoder failed: {0}")]
-    Encode(#[from] crate::model::ModelError),
     /// Ids asked for (e.g. to remove) that the gallery does not hold.
     #[error("not found: {0}")]
-    Missing(String),
+    UnknownIds(String),
     /// The gallery server (Milvus) cannot be reached; retried with backoff before this.
     #[error("gallery backend unavailable: {0}")]
     Unavailable(String),

@@ -11,39 +11,31 @@
 //!   checks them all.
 //!   Appends are committed by rewriting the manifest atomically; builds and compactions write a
 //!   new generation and switch `CURRENT`, so a crash never leaves a half-written index live.
+//! - `store/` holds what is kept on disk (and what is derived from it when opening: the groups
+//!   of identical vectors), `search/` how it is searched (scoring, exact scans, the graph walks,
+//!   filters, person grouping, and the per-query `SearchPlan`). The index stores vectors and
+//!   records only: encoding images into it is [`crate::ingest`]'s job.
 
 mod backend;
-mod checksum;
-pub mod demo;
-mod embeddings;
 mod error;
-mod exact;
-mod filter;
-mod flat;
-mod fsio;
 mod gallery;
-mod graph;
-mod hits;
-mod layout;
-mod lock;
-mod manifest;
-mod metadata;
 pub mod milvus;
-mod params;
-pub mod pipeline;
-mod record;
+mod search;
+mod store;
 mod validate;
-mod verify;
 
 pub use backend::{EmbeddedGallery, GalleryBackend};
-pub use checksum::FileSum;
 pub use error::IndexError;
-pub use filter::SearchFilter;
 pub use gallery::GalleryIndex;
-pub use graph::{release_freed_heap, UnitDot};
-pub use hits::{ImageHit, PersonHit};
-pub use lock::{WriterLock, LOCK_FILE};
-pub use manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
-pub use params::{HnswParams, SearchParams};
-pub use record::ImageRecord;
-pub use verify::{FileCheck, VerifyReport};
+pub use search::filter::SearchFilter;
+pub use search::graph::{release_freed_heap, UnitDot};
+pub use search::hits::{ImageHit, PersonHit};
+pub use search::params::{HnswParams, SearchParams};
+pub use store::checksum::FileSum;
+pub use store::lock::{WriterLock, LOCK_FILE};
+pub use store::manifest::{GraphDump, IndexManifest, VectorStorage, FORMAT_VERSION};
+pub use store::record::{
+    ImageRecord, MAX_ATTRIBUTES, MAX_ATTRIBUTE_KEY_BYTES, MAX_ATTRIBUTE_VALUE_BYTES, MAX_ID_BYTES,
+    MAX_PATH_BYTES,
+};
+pub use store::verify::{FileCheck, VerifyReport};

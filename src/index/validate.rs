@@ -3,7 +3,10 @@
 
 use std::collections::HashSet;
 
-use super::{ImageRecord, IndexError, SearchFilter, SearchParams};
+use super::ImageRecord;
+use super::IndexError;
+use super::SearchFilter;
+use super::SearchParams;
 
 /// Ids echoed in an error message: at most this many ...
 const LISTED_IDS: usize = 10;
@@ -61,7 +64,8 @@ pub(crate) fn check_search(
     filter.validate()
 }
 
-/// New images: non-empty ids, no id repeated or already `present`, well-formed vectors.
+/// New images: non-empty ids, records within their size limits, no id repeated or already
+/// `present`, well-formed vectors.
 pub(crate) fn check_new_items(
     items: &[(ImageRecord, Vec<f32>)],
     dim: usize,
@@ -75,6 +79,7 @@ pub(crate) fn check_new_items(
                 record.image_id, record.person_id
             )));
         }
+        record.check_sizes().map_err(IndexError::RecordTooLarge)?;
         if present(&record.image_id) || !seen.insert(record.image_id.as_str()) {
             return Err(IndexError::DuplicateImageId(record.image_id.clone()));
         }

@@ -62,6 +62,6 @@ pub fn demo_index(cache: &Path) -> (ivt::model::ModelFiles, PathBuf) {
         )?)
     };
     let bar = indicatif::ProgressBar::hidden();
-    let dir = ivt::index::demo::ensure_demo_index(&files, load, cache, &bar).expect("demo index");
+    let dir = ivt::ingest::demo::ensure_demo_index(&files, load, cache, &bar).expect("demo index");
     (files, dir)
 }

@@ -163,6 +163,23 @@ impl Client {
         &self.uri
     }
 
+    /// Sends `request` with `method` (e.g. `|mut c, r| async move { c.search(r).await }`),
+    /// retrying as [`Client::call`] does: the one way requests are made.
+    pub(crate) async fn send<R, T, F, Fut>(
+        &self,
+        what: &str,
+        request: R,
+        method: F,
+    ) -> Result<T, IndexError>
+    where
+        R: Clone,
+        T: HasStatus,
+        F: Fn(Service, R) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, Status>>,
+    {
+        self.call(what, |c| method(c, request.clone())).await
+    }
+
     /// Runs one RPC, retrying transport failures and retriable Milvus statuses with exponential
     /// backoff. `what` names the operation in errors. Only idempotent operations go through
     /// here (inserts are upserts by primary key).

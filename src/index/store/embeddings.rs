@@ -8,8 +8,9 @@ use half::f16;
 use memmap2::{Mmap, MmapOptions};
 
 use super::checksum::FileSum;
+use super::fsio;
 use super::manifest::VectorStorage;
-use super::{fsio, IndexError};
+use crate::index::IndexError;
 
 /// Row-major embedding matrix backed by a read-only memory map of the committed rows.
 pub(crate) struct EmbeddingStore {
@@ -124,6 +125,12 @@ impl EmbeddingStore {
     /// All rows as f16 (only for f16 storage).
     pub(crate) fn as_f16(&self) -> Option<&[f16]> {
         (self.storage == VectorStorage::F16).then(|| bytemuck::cast_slice(self.bytes()))
+    }
+
+    /// The stored bytes of row `slot` (identical rows score identically).
+    pub(crate) fn raw_row(&self, slot: usize) -> &[u8] {
+        let n = self.row_bytes();
+        &self.bytes()[slot * n..(slot + 1) * n]
     }
 
     /// Copies row `slot` into an f32 vector.

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{fsio, IndexError};
+use super::fsio;
+use crate::index::IndexError;
 
 /// File naming the live generation.
 const CURRENT_FILE: &str = "CURRENT";
@@ -16,7 +17,7 @@ pub(crate) fn current(dir: &Path) -> Result<PathBuf, IndexError> {
     let path = dir.join(CURRENT_FILE);
     let name = match std::fs::read_to_string(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IndexError::NotFound(dir.to_path_buf()))
+            return Err(IndexError::NoIndex(dir.to_path_buf()))
         }
         r => r.map_err(IndexError::io(&path))?,
     };

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::IndexError;
+use crate::index::IndexError;
 
 /// Read size while checksumming a file.
 const CHUNK: usize = 8 << 20;

@@ -7,52 +7,12 @@ use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::datasets::{read_dataset, DataError, Split};
+use super::IngestError;
+use crate::data::{read_dataset, Split};
 use crate::index::ImageRecord;
 
 /// Image file extensions picked up from folders.
 const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "png", "bmp", "webp"];
-
-/// Errors reading a gallery source.
-#[derive(Debug, thiserror::Error)]
-pub enum GalleryError {
-    /// A file or folder could not be read.
-    #[error("cannot read {path}: {source}")]
-    Io {
-        /// The file or folder.
-        path: PathBuf,
-        /// The underlying error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The source is neither a manifest, a dataset annotation nor a recognisable folder.
-    #[error("cannot tell what kind of gallery {path} is: {reason}")]
-    UnknownSource {
-        /// The source given.
-        path: PathBuf,
-        /// Why detection failed.
-        reason: String,
-    },
-    /// One entry (manifest line, dataset entry or file name) is malformed.
-    #[error("{path}: {location}: {message}")]
-    Entry {
-        /// The manifest or folder.
-        path: PathBuf,
-        /// `line N`, `entry N` or the file name.
-        location: String,
-        /// What is wrong.
-        message: String,
-    },
-    /// A dataset annotation file could not be read.
-    #[error(transparent)]
-    Dataset(#[from] DataError),
-    /// A dataset annotation was given without `--split`.
-    #[error("{0} is a dataset annotation file: choose the images with --split train|val|test")]
-    SplitRequired(PathBuf),
-    /// The source holds no images.
-    #[error("{0} holds no images")]
-    Empty(PathBuf),
-}
 
 /// One image to index: the file to encode and the record to store with its embedding.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,7 +53,7 @@ impl GallerySource {
         path: &Path,
         split: Option<Split>,
         images_root: Option<&Path>,
-    ) -> Result<Self, GalleryError> {
+    ) -> Result<Self, IngestError> {
         // Absolute paths in the records stay valid wherever the index is used from.
         let path = &std::fs::canonicalize(path).map_err(io_err(path))?;
         if path.is_dir() {
@@ -107,7 +67,7 @@ impl GallerySource {
             Some("csv") => Ok(GallerySource::CsvManifest(path.to_path_buf())),
             Some("jsonl" | "ndjson") => Ok(GallerySource::JsonlManifest(path.to_path_buf())),
             Some("json") => {
-                let split = split.ok_or_else(|| GalleryError::SplitRequired(path.to_path_buf()))?;
+                let split = split.ok_or_else(|| IngestError::SplitRequired(path.to_path_buf()))?;
                 let images_root = match images_root {
                     Some(root) => root.to_path_buf(),
                     None => default_images_root(path),
@@ -118,7 +78,7 @@ impl GallerySource {
                     split,
                 })
             }
-            _ => Err(GalleryError::UnknownSource {
+            _ => Err(IngestError::UnknownSource {
                 path: path.to_path_buf(),
                 reason: "expected a .csv/.jsonl manifest, a dataset .json or a folder".into(),
             }),
@@ -126,7 +86,7 @@ impl GallerySource {
     }
 
     /// Reads every image of the source, in a stable order.
-    pub fn read(&self) -> Result<Vec<GalleryItem>, GalleryError> {
+    pub fn read(&self) -> Result<Vec<GalleryItem>, IngestError> {
         let items = match self {
             GallerySource::CsvManifest(p) => read_csv_manifest(p)?,
             GallerySource::JsonlManifest(p) => read_jsonl_manifest(p)?,
@@ -139,7 +99,7 @@ impl GallerySource {
             } => read_dataset_split(annotation, images_root, *split)?,
         };
         if items.is_empty() {
-            return Err(GalleryError::Empty(self.path().to_path_buf()));
+            return Err(IngestError::Empty(self.path().to_path_buf()));
         }
         Ok(items)
     }
@@ -177,8 +137,8 @@ fn default_images_root(annotation: &Path) -> PathBuf {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> GalleryError + '_ {
-    move |source| GalleryError::Io {
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> IngestError + '_ {
+    move |source| IngestError::Io {
         path: path.to_path_buf(),
         source,
     }
@@ -191,7 +151,7 @@ fn is_image(path: &Path) -> bool {
 }
 
 /// Sorted entries of a folder.
-fn list(dir: &Path) -> Result<Vec<PathBuf>, GalleryError> {
+fn list(dir: &Path) -> Result<Vec<PathBuf>, IngestError> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err(dir))? {
         out.push(entry.map_err(io_err(dir))?.path());
@@ -201,19 +161,19 @@ fn list(dir: &Path) -> Result<Vec<PathBuf>, GalleryError> {
 }
 
 /// Sub-folders mean person folders; image files at the top mean Market-1501 names.
-fn detect_folder(dir: &Path) -> Result<GallerySource, GalleryError> {
+fn detect_folder(dir: &Path) -> Result<GallerySource, IngestError> {
     let entries = list(dir)?;
     let has_subdirs = entries.iter().any(|p| p.is_dir());
     let images: Vec<&PathBuf> = entries.iter().filter(|p| is_image(p)).collect();
     match (has_subdirs, images.is_empty()) {
         (true, true) => Ok(GallerySource::PersonFolders(dir.to_path_buf())),
         (false, false) => Ok(GallerySource::Market1501(dir.to_path_buf())),
-        (true, false) => Err(GalleryError::UnknownSource {
+        (true, false) => Err(IngestError::UnknownSource {
             path: dir.to_path_buf(),
             reason: "it holds both image files and sub-folders (use one layout, or a manifest)"
                 .into(),
         }),
-        (false, true) => Err(GalleryError::Empty(dir.to_path_buf())),
+        (false, true) => Err(IngestError::Empty(dir.to_path_buf())),
     }
 }
 
@@ -232,7 +192,7 @@ fn item_from_file(file: PathBuf, root: &Path, person_id: String) -> GalleryItem 
     GalleryItem { file, record }
 }
 
-fn read_person_folders(root: &Path) -> Result<Vec<GalleryItem>, GalleryError> {
+fn read_person_folders(root: &Path) -> Result<Vec<GalleryItem>, IngestError> {
     let mut items = Vec::new();
     for person_dir in list(root)?.into_iter().filter(|p| p.is_dir()) {
         let person = relative_id(&person_dir, root);
@@ -262,12 +222,12 @@ pub fn parse_market_name(stem: &str) -> Option<(String, String, String, String)>
     })
 }
 
-fn read_market(root: &Path) -> Result<Vec<GalleryItem>, GalleryError> {
+fn read_market(root: &Path) -> Result<Vec<GalleryItem>, IngestError> {
     let mut items = Vec::new();
     for file in list(root)?.into_iter().filter(|p| is_image(p)) {
         let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
         let (person, camera, sequence, frame) =
-            parse_market_name(stem).ok_or_else(|| GalleryError::Entry {
+            parse_market_name(stem).ok_or_else(|| IngestError::Entry {
                 path: root.to_path_buf(),
                 location: relative_id(&file, root),
                 message: "not a Market-1501 name like 0001_c1s1_000151_01.jpg".into(),
@@ -285,7 +245,7 @@ fn read_dataset_split(
     annotation: &Path,
     images_root: &Path,
     split: Split,
-) -> Result<Vec<GalleryItem>, GalleryError> {
+) -> Result<Vec<GalleryItem>, IngestError> {
     let images = read_dataset(annotation)?;
     Ok(images
         .into_iter()
@@ -331,7 +291,7 @@ fn manifest_base(manifest: &Path) -> &Path {
     manifest.parent().unwrap_or(Path::new("."))
 }
 
-fn read_csv_manifest(manifest: &Path) -> Result<Vec<GalleryItem>, GalleryError> {
+fn read_csv_manifest(manifest: &Path) -> Result<Vec<GalleryItem>, IngestError> {
     let mut reader = csv::ReaderBuilder::new()
         .trim(csv::Trim::Headers)
         .from_path(manifest)
@@ -356,7 +316,7 @@ fn read_csv_manifest(manifest: &Path) -> Result<Vec<GalleryItem>, GalleryError> 
     Ok(items)
 }
 
-fn read_jsonl_manifest(manifest: &Path) -> Result<Vec<GalleryItem>, GalleryError> {
+fn read_jsonl_manifest(manifest: &Path) -> Result<Vec<GalleryItem>, IngestError> {
     let text = std::fs::read_to_string(manifest).map_err(io_err(manifest))?;
     let mut items = Vec::new();
     for (i, raw) in text.lines().enumerate() {
@@ -395,8 +355,8 @@ fn json_fields(raw: &str) -> Result<BTreeMap<String, String>, String> {
     Ok(fields)
 }
 
-fn entry_error(path: &Path, location: String, message: String) -> GalleryError {
-    GalleryError::Entry {
+fn entry_error(path: &Path, location: String, message: String) -> IngestError {
+    IngestError::Entry {
         path: path.to_path_buf(),
         location,
         message,

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::IndexError;
+use crate::index::IndexError;
 
 /// Name of the lock file inside an index directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -39,7 +39,7 @@ impl WriterLock {
             .open(&path)
         {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IndexError::NotFound(dir.to_path_buf()))
+                return Err(IndexError::NoIndex(dir.to_path_buf()))
             }
             r => r.map_err(IndexError::io(&path))?,
         };
@@ -111,7 +111,7 @@ mod tests {
         let missing = dir.path().join("nope");
         assert!(matches!(
             WriterLock::acquire(&missing),
-            Err(IndexError::NotFound(_))
+            Err(IndexError::NoIndex(_))
         ));
         assert!(!missing.exists());
     }

@@ -2,8 +2,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::metadata::Metadata;
-use super::IndexError;
+use crate::index::store::duplicates::Duplicates;
+use crate::index::store::metadata::Metadata;
+use crate::index::IndexError;
 
 /// Restricts a search to part of the gallery. Every condition must hold; empty means "any".
 #[derive(Debug, Clone, Default)]
@@ -50,6 +51,7 @@ impl SearchFilter {
 /// traversal is a few integer comparisons instead of string lookups.
 pub(crate) struct CompiledFilter<'a> {
     meta: &'a Metadata,
+    dups: &'a Duplicates,
     /// Allowed camera codes, sorted; `None` means any camera.
     cameras: Option<Vec<u32>>,
     from_ms: Option<i64>,
@@ -62,7 +64,8 @@ pub(crate) struct CompiledFilter<'a> {
 
 impl<'a> CompiledFilter<'a> {
     /// Resolves names to the codes used by `meta`. Unknown cameras simply match nothing.
-    pub(crate) fn new(meta: &'a Metadata, filter: &SearchFilter) -> Self {
+    /// `dups` makes graph walks treat copies of an image as one ([`CompiledFilter::walk_allows`]).
+    pub(crate) fn new(meta: &'a Metadata, dups: &'a Duplicates, filter: &SearchFilter) -> Self {
         let cameras = (!filter.camera_ids.is_empty()).then(|| {
             let mut codes: Vec<u32> = filter
                 .camera_ids
@@ -86,6 +89,7 @@ impl<'a> CompiledFilter<'a> {
         excluded_slots.sort_unstable();
         CompiledFilter {
             meta,
+            dups,
             cameras,
             from_ms: filter.captured_from.map(|t| t.timestamp_millis()),
             to_ms: filter.captured_to.map(|t| t.timestamp_millis()),
@@ -120,6 +124,12 @@ impl<'a> CompiledFilter<'a> {
             && self.excluded_slots.binary_search(&slot).is_err()
     }
 
+    /// Whether a graph walk may return `slot`: it or one of its exact copies passes (the walk's
+    /// results are expanded into the copies that pass, see [`Duplicates::expand`]).
+    pub(crate) fn walk_allows(&self, slot: usize) -> bool {
+        self.dups.allows(slot, |s| self.allows(s))
+    }
+
     /// True when the filter keeps (nearly) everything: only tombstones and a few excluded
     /// images need to be checked, so it never makes the search switch to exact.
     pub(crate) fn is_trivial(&self) -> bool {
@@ -137,6 +147,6 @@ impl<'a> CompiledFilter<'a> {
 
 impl hnsw_rs::filter::FilterT for CompiledFilter<'_> {
     fn hnsw_filter(&self, id: &usize) -> bool {
-        self.allows(*id)
+        self.walk_allows(*id)
     }
 }

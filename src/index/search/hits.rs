@@ -2,7 +2,8 @@
 
 use std::collections::HashMap;
 
-use super::{ImageRecord, IndexError};
+use crate::index::ImageRecord;
+use crate::index::IndexError;
 
 /// One gallery image that matched a query.
 #[derive(Debug, Clone)]

@@ -1,15 +1,12 @@
-//! Brute-force search: dot products of the query with stored rows, in parallel chunks.
+//! Scoring: the dot product, a row scorer over the stored embeddings and a bounded top-k, shared
+//! by exact search and the graph walks so that every path scores alike.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use half::f16;
-use rayon::prelude::*;
 
-use super::embeddings::EmbeddingStore;
-
-/// Rows scored per rayon task: large enough to amortise scheduling, small enough to balance.
-const CHUNK_ROWS: usize = 2048;
+use crate::index::store::embeddings::EmbeddingStore;
 
 /// A scored slot ordered so that a `BinaryHeap` pops the *worst* first (a bounded top-k).
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +67,7 @@ impl TopK {
             .flatten()
     }
 
-    fn merge(mut self, other: TopK) -> TopK {
+    pub(crate) fn merge(mut self, other: TopK) -> TopK {
         for s in other.heap {
             self.push(s.slot, s.score);
         }
@@ -123,20 +120,6 @@ fn dot_portable(a: &[f32], b: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
-/// Scores rows of the store; `slot_range` restricted by `allow`.
-fn score_rows(
-    store: &EmbeddingStore,
-    query: &[f32],
-    slots: std::ops::Range<usize>,
-    allow: &(dyn Fn(usize) -> bool + Sync),
-    top: &mut TopK,
-) {
-    let mut scorer = RowScorer::new(store, query);
-    for s in slots.filter(|&s| allow(s)) {
-        top.push(s, scorer.score(s));
-    }
-}
-
 /// Scores single rows of the store against one query (f16 rows converted through a reusable
 /// buffer): exact search and graph walks score alike.
 pub(crate) struct RowScorer<'a> {
@@ -175,47 +158,11 @@ fn f16_to_f32(src: &[f16], dst: &mut [f32]) {
     src.convert_to_f32_slice(dst);
 }
 
-/// The `k` best slots among all rows passing `allow`, best first.
-pub(crate) fn search_all(
-    store: &EmbeddingStore,
-    query: &[f32],
-    k: usize,
-    allow: &(dyn Fn(usize) -> bool + Sync),
-) -> Vec<(usize, f32)> {
-    let rows = store.rows();
-    let chunks = rows.div_ceil(CHUNK_ROWS);
-    (0..chunks)
-        .into_par_iter()
-        .map(|c| {
-            let mut top = TopK::new(k);
-            let end = ((c + 1) * CHUNK_ROWS).min(rows);
-            score_rows(store, query, c * CHUNK_ROWS..end, allow, &mut top);
-            top
-        })
-        .reduce(|| TopK::new(k), TopK::merge)
-        .into_sorted()
-}
-
 /// The best `k` of already scored `(slot, score)` pairs, in the order exact search ranks them.
 pub(crate) fn top_k(scored: impl IntoIterator<Item = (usize, f32)>, k: usize) -> Vec<(usize, f32)> {
     let mut top = TopK::new(k);
     for (slot, score) in scored {
         top.push(slot, score);
-    }
-    top.into_sorted()
-}
-
-/// The `k` best among the given slots, best first (for very selective filters).
-pub(crate) fn search_slots(
-    store: &EmbeddingStore,
-    query: &[f32],
-    k: usize,
-    slots: &[usize],
-) -> Vec<(usize, f32)> {
-    let mut top = TopK::new(k);
-    let mut scorer = RowScorer::new(store, query);
-    for &s in slots {
-        top.push(s, scorer.score(s));
     }
     top.into_sorted()
 }

@@ -10,8 +10,10 @@ use hnsw_rs::hnswio::{HnswIo, ReloadOptions};
 use hnsw_rs::prelude::{Distance, FilterT, Hnsw};
 
 use super::flat::{FlatGraph, PointLists};
-use super::manifest::GraphDump;
-use super::{exact, HnswParams, IndexError};
+use super::score;
+use crate::index::store::manifest::GraphDump;
+use crate::index::HnswParams;
+use crate::index::IndexError;
 
 /// hnsw_rs' `NB_LAYER_MAX`: `file_dump` refuses graphs created with fewer layers.
 const MAX_LAYER: usize = 16;
@@ -29,7 +31,7 @@ pub struct UnitDot;
 
 impl Distance<f32> for UnitDot {
     fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - exact::dot(a, b)).max(0.0)
+        (1.0 - score::dot(a, b)).max(0.0)
     }
 }
 
@@ -244,7 +246,7 @@ fn sync_file(path: &Path) -> Result<u64, IndexError> {
     Ok(f.metadata().map_err(IndexError::io(path))?.len())
 }
 
-/// Fails with `Corrupt` (or `NotFound`) unless `path` has exactly `expected` bytes.
+/// Fails with `Corrupt` (a missing file too) unless `path` has exactly `expected` bytes.
 fn check_size(path: &Path, expected: u64) -> Result<(), IndexError> {
     let len = match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

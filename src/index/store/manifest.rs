@@ -8,7 +8,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::checksum::FileSum;
-use super::{fsio, HnswParams, IndexError};
+use super::fsio;
+use crate::index::HnswParams;
+use crate::index::IndexError;
 
 /// Version of the on-disk layout written by this build.
 pub const FORMAT_VERSION: u32 = 1;
@@ -139,7 +141,7 @@ impl IndexManifest {
         let path = dir.join(MANIFEST_FILE);
         let bytes = match std::fs::read(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(IndexError::NotFound(path))
+                return Err(IndexError::NoIndex(path))
             }
             r => r.map_err(IndexError::io(&path))?,
         };

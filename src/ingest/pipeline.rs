@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, unbounded};
 
-use super::{ImageRecord, IndexError};
-use crate::data::gallery::GalleryItem;
+use super::{GalleryItem, IngestError};
 use crate::image::{self, DecodeLimits, ImageError, Pixels};
+use crate::index::{ImageRecord, IndexError};
 use crate::model::Encoder;
 
 /// How the pipeline runs.
@@ -49,17 +49,22 @@ pub struct PipelineStats {
     pub encoder_seconds: f64,
 }
 
-/// Fails on an image id that occurs twice, naming both entries, before anything is encoded.
-pub fn check_unique_ids(items: &[GalleryItem]) -> Result<(), IndexError> {
+/// Fails on an image id that occurs twice, naming both entries, or a record over the index's
+/// size limits, naming the entry, before anything is encoded.
+pub fn check_items(items: &[GalleryItem]) -> Result<(), IngestError> {
     let mut seen: HashMap<&str, usize> = HashMap::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
+        if let Err(e) = item.record.check_sizes() {
+            return Err(IndexError::RecordTooLarge(format!("entry {}: {e}", i + 1)).into());
+        }
         if let Some(first) = seen.insert(item.record.image_id.as_str(), i) {
             return Err(IndexError::InvalidRecord(format!(
                 "image id `{}` occurs twice (entries {} and {}); give an image_id column",
                 item.record.image_id,
                 first + 1,
                 i + 1
-            )));
+            ))
+            .into());
         }
     }
     Ok(())
@@ -67,7 +72,8 @@ pub fn check_unique_ids(items: &[GalleryItem]) -> Result<(), IndexError> {
 
 type Decoded = (ImageRecord, PathBuf, Result<Pixels, ImageError>);
 
-/// Where encoded batches go: an index being built, or any [`GalleryBackend`](super::GalleryBackend).
+/// Where encoded batches go: an index being built, or any
+/// [`GalleryBackend`](crate::index::GalleryBackend).
 pub type Sink<'a> = dyn FnMut(Vec<(ImageRecord, Vec<f32>)>) -> Result<(), IndexError> + 'a;
 
 /// Encodes `items` into `index` (e.g. `&mut |b| index.add(b)`), calling `progress` with the
@@ -78,8 +84,8 @@ pub fn encode_into(
     items: Vec<GalleryItem>,
     opts: &PipelineOptions,
     progress: &mut dyn FnMut(usize),
-) -> Result<PipelineStats, IndexError> {
-    check_unique_ids(&items)?;
+) -> Result<PipelineStats, IngestError> {
+    check_items(&items)?;
     let start = Instant::now();
     let (job_tx, job_rx) = unbounded::<GalleryItem>();
     for item in items {
@@ -116,7 +122,7 @@ fn consume(
     decoded: crossbeam_channel::Receiver<Decoded>,
     opts: &PipelineOptions,
     progress: &mut dyn FnMut(usize),
-) -> Result<PipelineStats, IndexError> {
+) -> Result<PipelineStats, IngestError> {
     let mut stats = PipelineStats::default();
     let mut encoder_time = Duration::ZERO;
     let mut batch: Vec<(ImageRecord, Pixels)> = Vec::with_capacity(opts.batch_size);
@@ -128,7 +134,7 @@ fn consume(
                 stats.skipped.push((path, e.to_string()));
                 progress(1);
             }
-            Err(source) => return Err(IndexError::Image { path, source }),
+            Err(source) => return Err(IngestError::Image { path, source }),
         }
         if batch.len() >= opts.batch_size {
             encoder_time += flush(index, encoder, &mut batch, &mut stats, progress)?;
@@ -146,7 +152,7 @@ fn flush(
     batch: &mut Vec<(ImageRecord, Pixels)>,
     stats: &mut PipelineStats,
     progress: &mut dyn FnMut(usize),
-) -> Result<Duration, IndexError> {
+) -> Result<Duration, IngestError> {
     if batch.is_empty() {
         return Ok(Duration::ZERO);
     }

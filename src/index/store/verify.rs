@@ -11,7 +11,8 @@ use super::checksum::{mismatch, FileSum};
 use super::embeddings::EmbeddingStore;
 use super::manifest::{self_crc, MANIFEST_FILE};
 use super::metadata::RECORDS_FILE;
-use super::{IndexError, IndexManifest};
+use crate::index::IndexError;
+use crate::index::IndexManifest;
 
 /// The outcome for one file.
 #[derive(Debug, Clone, Serialize)]
@@ -75,7 +76,7 @@ pub(crate) fn verify_generation(dir: &Path) -> Result<VerifyReport, IndexError> 
     let path = dir.join(MANIFEST_FILE);
     let bytes = match std::fs::read(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(IndexError::NotFound(path))
+            return Err(IndexError::NoIndex(path))
         }
         r => r.map_err(IndexError::io(&path))?,
     };
@@ -127,9 +128,12 @@ pub(crate) fn verify_generation(dir: &Path) -> Result<VerifyReport, IndexError> 
 /// Files appended to: their checksum covers the committed prefix, later bytes are a torn append.
 fn is_appended(name: &str) -> bool {
     name == RECORDS_FILE
-        || [super::VectorStorage::F32, super::VectorStorage::F16]
-            .iter()
-            .any(|s| name == EmbeddingStore::file_name(*s))
+        || [
+            crate::index::VectorStorage::F32,
+            crate::index::VectorStorage::F16,
+        ]
+        .iter()
+        .any(|s| name == EmbeddingStore::file_name(*s))
 }
 
 fn check_file(dir: &Path, name: &str, recorded: FileSum) -> FileCheck {

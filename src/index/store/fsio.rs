@@ -4,7 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
-use super::IndexError;
+use crate::index::IndexError;
 
 /// Replaces `path` with `bytes` so that a crash leaves either the old or the new content.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), IndexError> {

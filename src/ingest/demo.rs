@@ -7,54 +7,26 @@ use std::path::{Path, PathBuf};
 use indicatif::ProgressBar;
 
 use super::pipeline::{encode_into, PipelineOptions};
-use super::{GalleryIndex, HnswParams, IndexError, VectorStorage};
-use crate::data::gallery::{GalleryError, GallerySource};
+use super::{GallerySource, IngestError};
 use crate::data::synth::{SynthDataset, SynthError, SynthOptions};
 use crate::data::Split;
+use crate::index::{GalleryIndex, HnswParams, VectorStorage};
 use crate::model::{Encoder, ModelFiles};
 
 /// File beside a model's weights recording the `ivt synth` options of its dataset.
 pub const SYNTH_FILE: &str = "synth.json";
 
-/// Errors preparing the demo gallery.
-#[derive(Debug, thiserror::Error)]
-pub enum DemoError {
-    /// The model has no `synth.json`, so there is no gallery to go with it.
-    #[error("{0} has no {SYNTH_FILE}: only a model trained on `ivt synth` data has a demo gallery; pass --index")]
-    NoSynth(PathBuf),
-    /// `synth.json` is unreadable.
-    #[error("cannot read {path}: {message}")]
-    BadSynth {
-        /// The file.
-        path: PathBuf,
-        /// What went wrong.
-        message: String,
-    },
-    /// Generating the images failed.
-    #[error(transparent)]
-    Synth(#[from] SynthError),
-    /// Reading the generated manifest failed.
-    #[error(transparent)]
-    Gallery(#[from] GalleryError),
-    /// Building the index failed.
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    /// Fingerprinting the model failed.
-    #[error(transparent)]
-    Model(#[from] crate::model::ModelError),
-}
-
 /// Reads the synthetic dataset options recorded in a model directory.
-pub fn read_synth_options(model_dir: &Path) -> Result<SynthOptions, DemoError> {
+pub fn read_synth_options(model_dir: &Path) -> Result<SynthOptions, IngestError> {
     let path = model_dir.join(SYNTH_FILE);
     if !path.is_file() {
-        return Err(DemoError::NoSynth(model_dir.to_path_buf()));
+        return Err(IngestError::NoSynth(model_dir.to_path_buf()));
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| DemoError::BadSynth {
+    let text = std::fs::read_to_string(&path).map_err(|e| IngestError::BadSynth {
         path: path.clone(),
         message: e.to_string(),
     })?;
-    serde_json::from_str(&text).map_err(|e| DemoError::BadSynth {
+    serde_json::from_str(&text).map_err(|e| IngestError::BadSynth {
         path,
         message: e.to_string(),
     })
@@ -65,10 +37,10 @@ pub fn read_synth_options(model_dir: &Path) -> Result<SynthOptions, DemoError> {
 /// `progress` counts generated, then encoded, images.
 pub fn ensure_demo_index(
     files: &ModelFiles,
-    encoder: impl FnOnce() -> Result<Encoder, DemoError>,
+    encoder: impl FnOnce() -> Result<Encoder, IngestError>,
     cache: &Path,
     progress: &ProgressBar,
-) -> Result<PathBuf, DemoError> {
+) -> Result<PathBuf, IngestError> {
     let model_dir = files
         .weights
         .parent()

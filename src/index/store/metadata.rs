@@ -5,7 +5,10 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::checksum::{check_sum, FileSum};
-use super::{fsio, ImageRecord, IndexError, IndexManifest};
+use super::fsio;
+use crate::index::ImageRecord;
+use crate::index::IndexError;
+use crate::index::IndexManifest;
 
 /// File holding one JSON record per slot, in slot order.
 pub(crate) const RECORDS_FILE: &str = "records.jsonl";

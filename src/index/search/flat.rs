@@ -18,9 +18,9 @@ use std::collections::BinaryHeap;
 use std::io::{Read, Write};
 use std::path::Path;
 
-use super::checksum::FileSum;
-use super::exact::{Scored, TopK};
-use super::IndexError;
+use super::score::{Scored, TopK};
+use crate::index::store::checksum::FileSum;
+use crate::index::IndexError;
 
 const MAGIC: [u32; 2] = [u32::from_le_bytes(*b"IVTF"), u32::from_le_bytes(*b"LAT\0")];
 const VERSION: u32 = 1;

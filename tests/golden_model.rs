@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
-use ivt::model::{Encoder, Modality, ModelFiles, TrainOptions};
+use ivt::model::{load_network, Encoder, Modality, ModelFiles, Pass, TrainOptions};
 
 fn load(dir: &str, dtype: DType) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
@@ -38,7 +38,7 @@ fn pixels(dir: &str, enc: &Encoder) -> Vec<image::Pixels> {
         .map(|i| {
             image::load(
                 &fixture(dir).join(format!("image{i}.png")),
-                enc.config(),
+                &enc.config().image_spec(),
                 DecodeLimits::default(),
             )
             .unwrap()
@@ -93,17 +93,27 @@ fn check_model(dir: &str) {
     let x = image::to_tensor(&refs, &Device::Cpu).unwrap();
     assert!(max_abs_diff(&x, &inputs["images"]) < 1e-6);
     let tokens = enc.image_tokens(&refs).unwrap();
+    // A batch larger than one CPU pass takes (it runs in sub-batches) gives every image the
+    // tokens it gets in the small batch.
+    let many: Vec<_> = refs.iter().cycle().take(40 * refs.len()).copied().collect();
+    let d = max_abs_diff(
+        &enc.image_tokens(&many).unwrap(),
+        &Tensor::cat(&vec![&tokens; 40], 0).unwrap(),
+    );
+    assert!(d < 1e-5, "{dir}: image tokens in sub-batches differ by {d}");
     let d = max_abs_diff(&tokens, &out["image_tokens"]);
     assert!(d < 1e-4, "{dir}: image tokens differ by {d}");
     // The training forward pass (patches gathered and multiplied instead of convolved,
-    // differentiable norms and softmax, regularisers off) gives the same tokens.
-    let model = enc.model();
+    // differentiable norms and softmax, regularisers off) gives the same tokens, on the network
+    // as training loads it (unpacked weights).
+    let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
+    let model = load_network(&files, &Device::Cpu, DType::F32).expect("load");
     let train_tokens = model
         .encode(
             &model.embed_image_for_training(&x).unwrap(),
             None,
             Modality::Image,
-            Some(&TrainOptions::default()),
+            Pass::Train(&TrainOptions::default()),
         )
         .unwrap();
     let d = max_abs_diff(&train_tokens, &out["image_tokens"]);

@@ -29,7 +29,7 @@ fn diff_levels(file: &str, key: &str) -> (f32, f32) {
         .unwrap();
     let got = load(
         &fixture(file),
-        &IvtConfig::ivt_base(),
+        &IvtConfig::ivt_base().image_spec(),
         DecodeLimits::default(),
     )
     .unwrap();
@@ -124,7 +124,7 @@ fn normalisation_uses_the_configs_mean_and_std() {
     cfg.pixel_mean = [0.485, 0.456, 0.406];
     cfg.pixel_std = [0.229, 0.224, 0.225];
     let img = ImageBuffer::from_pixel(2, 4, image::Rgb([255u8, 0, 51]));
-    let px = preprocess(&img, &cfg).unwrap();
+    let px = preprocess(&img, &cfg.image_spec()).unwrap();
     let plane = 8;
     assert!((px.data[0] - (1.0 - 0.485) / 0.229).abs() < 1e-5);
     assert!((px.data[plane] - (0.0 - 0.456) / 0.224).abs() < 1e-5);

@@ -78,12 +78,12 @@ pub fn run(args: EncodeArgs) -> anyhow::Result<()> {
         }
     }
 
-    let cfg = encoder.config().clone();
+    let spec = encoder.config().image_spec();
     for chunk in images.chunks(bs) {
         let pixels = chunk
             .par_iter()
             .map(|p| {
-                image::load(p, &cfg, DecodeLimits::default())
+                image::load(p, &spec, DecodeLimits::default())
                     .with_context(|| format!("image {}", p.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

@@ -80,8 +80,9 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
             )
         }
         (_, Some(path), _) => {
-            let pixels = crate::image::load(path, encoder.config(), Default::default())
-                .with_context(|| format!("reading the query image {}", path.display()))?;
+            let pixels =
+                crate::image::load(path, &encoder.config().image_spec(), Default::default())
+                    .with_context(|| format!("reading the query image {}", path.display()))?;
             let embedding = encoder
                 .embed_pixels(&[&pixels])?
                 .pop()

@@ -106,14 +106,14 @@ pub fn embed_images(
     batch_size: usize,
     progress: &ProgressBar,
 ) -> Result<Vec<Vec<f32>>, EvalError> {
-    let cfg = encoder.config().clone();
+    let spec = encoder.config().image_spec();
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(batch_size.max(1)) {
         let pixels = chunk
             .par_iter()
             .map(|image| {
                 let path: PathBuf = root.join(&image.path);
-                image::load(&path, &cfg, DecodeLimits::default())
+                image::load(&path, &spec, DecodeLimits::default())
                     .map_err(|source| EvalError::Image { path, source })
             })
             .collect::<Result<Vec<_>, _>>()?;

@@ -6,5 +6,5 @@ mod preprocess;
 
 pub use preprocess::{
     check_dimensions, decode, load, preprocess, resize_rgb, resize_with, to_tensor, DecodeLimits,
-    ImageError, Pixels, DEFAULT_MAX_PIXELS,
+    ImageError, ImageSpec, Pixels, DEFAULT_MAX_PIXELS,
 };

@@ -8,8 +8,6 @@ use fast_image_resize::images::Image as FirImage;
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ImageReader, RgbImage};
 
-use crate::model::IvtConfig;
-
 /// Errors a caller can cause with an image.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -173,17 +171,29 @@ pub fn resize_with(
         .ok_or_else(|| ImageError::Decode("resize produced a short buffer".into()))
 }
 
-/// Resizes to the model's input size, scales to [0, 1] and normalises with the config's
-/// `pixel_mean`/`pixel_std`, in CHW order.
-pub fn preprocess(img: &RgbImage, cfg: &IvtConfig) -> Result<Pixels, ImageError> {
-    let [h, w] = cfg.image_size;
+/// What a model takes as input image: its size and per-channel normalisation (the model's
+/// configuration produces it: `IvtConfig::image_spec`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageSpec {
+    /// `[height, width]` in pixels.
+    pub size: [usize; 2],
+    /// Per-channel mean subtracted after scaling pixels to [0, 1].
+    pub mean: [f32; 3],
+    /// Per-channel standard deviation dividing the centred pixels.
+    pub std: [f32; 3],
+}
+
+/// Resizes to the spec's size, scales to [0, 1] and normalises with its `mean`/`std`, in CHW
+/// order.
+pub fn preprocess(img: &RgbImage, spec: &ImageSpec) -> Result<Pixels, ImageError> {
+    let [h, w] = spec.size;
     let resized = resize_rgb(img, h, w)?;
     let plane = h * w;
     let mut data = vec![0f32; 3 * plane];
     for (i, px) in resized.pixels().enumerate() {
         for c in 0..3 {
             let v = px.0[c] as f32 / 255.0;
-            data[c * plane + i] = (v - cfg.pixel_mean[c]) / cfg.pixel_std[c];
+            data[c * plane + i] = (v - spec.mean[c]) / spec.std[c];
         }
     }
     Ok(Pixels {
@@ -194,12 +204,12 @@ pub fn preprocess(img: &RgbImage, cfg: &IvtConfig) -> Result<Pixels, ImageError>
 }
 
 /// Reads, decodes and preprocesses an image file.
-pub fn load(path: &Path, cfg: &IvtConfig, limits: DecodeLimits) -> Result<Pixels, ImageError> {
+pub fn load(path: &Path, spec: &ImageSpec, limits: DecodeLimits) -> Result<Pixels, ImageError> {
     let bytes = std::fs::read(path).map_err(|source| ImageError::Io {
         path: path.display().to_string(),
         source,
     })?;
-    preprocess(&decode(&bytes, limits)?, cfg)
+    preprocess(&decode(&bytes, limits)?, spec)
 }
 
 /// Stacks preprocessed images of one size into a `[B, 3, H, W]` tensor.

@@ -94,13 +94,13 @@ pub fn encode_into(
     drop(job_tx);
     // Two batches of look-ahead: the next batch decodes while the current one encodes.
     let (out_tx, out_rx) = bounded::<Decoded>(2 * opts.batch_size.max(1));
-    let cfg = encoder.config().clone();
+    let spec = encoder.config().image_spec();
     let mut stats = std::thread::scope(|scope| {
         for _ in 0..opts.threads.max(1) {
-            let (rx, tx, cfg) = (job_rx.clone(), out_tx.clone(), &cfg);
+            let (rx, tx, spec) = (job_rx.clone(), out_tx.clone(), &spec);
             scope.spawn(move || {
                 for item in rx {
-                    let pixels = image::load(&item.file, cfg, opts.limits);
+                    let pixels = image::load(&item.file, spec, opts.limits);
                     // A send fails only when the consumer stopped on an error: stop too.
                     if tx.send((item.record, item.file, pixels)).is_err() {
                         break;

@@ -91,6 +91,15 @@ impl IvtConfig {
         )
     }
 
+    /// The input images this network takes: size and pixel normalisation.
+    pub fn image_spec(&self) -> crate::image::ImageSpec {
+        crate::image::ImageSpec {
+            size: self.image_size,
+            mean: self.pixel_mean,
+            std: self.pixel_std,
+        }
+    }
+
     /// Image tokens including the class token.
     pub fn num_image_tokens(&self) -> usize {
         let (r, c) = self.patch_grid();

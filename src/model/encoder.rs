@@ -30,11 +30,7 @@ impl Encoder {
     /// precision is asked for explicitly; on the CPU, bf16 means bf16 matrix products over f32
     /// weights: MKL's or the AVX512-BF16 kernels', f32 on CPUs with neither).
     pub fn load(files: &ModelFiles, device: &Device, dtype: DType) -> Result<Self, ModelError> {
-        let raw = weights::read_checkpoint(&files.weights)?;
-        let stored = weights_dtype(dtype, device);
-        let tensors = weights::select_tensors(raw, &files.config, stored, device)?;
-        let vb = VarBuilder::from_tensors(tensors, stored, device);
-        let mut model = IvtModel::new(&files.config, vb)?;
+        let mut model = load_network(files, device, weights_dtype(dtype, device))?;
         model.prepare_for_inference(dtype)?;
         let max_len = files.config.max_position_embeddings;
         let tokenizer = match &files.tokenizer {
@@ -104,15 +100,9 @@ impl Encoder {
         Ok(self.model.forward_image(&x)?)
     }
 
-    /// On the CPU of an MKL build, MKL runs single-threaded on this thread during a pass, so the
-    /// pass's parallelism comes from one thread pool (see `mkl::Sequential`).
+    /// Keeps a pass's parallelism in one thread pool (see [`super::cpu::one_thread_pool`]).
     fn one_thread_pool(&self) -> impl Sized {
-        #[cfg(feature = "mkl")]
-        {
-            self.device().is_cpu().then(super::mkl::Sequential::new)
-        }
-        #[cfg(not(feature = "mkl"))]
-        {}
+        super::cpu::one_thread_pool(self.device())
     }
 
     /// L2-normalised embeddings of tokenised texts, one batch.
@@ -148,6 +138,19 @@ impl Encoder {
             })
             .collect())
     }
+}
+
+/// The network of `files` on `device` with weights in `dtype`, as training and checks use it
+/// (not prepared for inference: every pass kind runs).
+pub fn load_network(
+    files: &ModelFiles,
+    device: &Device,
+    dtype: DType,
+) -> Result<IvtModel, ModelError> {
+    let raw = weights::read_checkpoint(&files.weights)?;
+    let tensors = weights::select_tensors(raw, &files.config, dtype, device)?;
+    let vb = VarBuilder::from_tensors(tensors, dtype, device);
+    Ok(IvtModel::new(&files.config, vb)?)
 }
 
 /// The dtype inference weights are held in for products in `compute` on `device`: the same,

@@ -1,23 +1,26 @@
 //! The IVT model: configuration, network, checkpoint loading and the [`Encoder`] that turns texts
 //! and images into L2-normalised embeddings.
 
-mod attention;
+mod block;
 mod config;
+mod cpu;
+mod embeddings;
 mod encoder;
 mod files;
 mod ivt;
-pub(crate) mod kernels;
-#[cfg(feature = "mkl")]
-mod mkl;
-mod ops;
-pub(crate) mod packed;
+mod linear;
+mod noise;
+mod pass;
 pub mod weights;
 
 pub use config::{IvtConfig, PRESETS};
-pub use encoder::{weights_dtype, Encoder, TextEmbedding};
+pub use encoder::{load_network, weights_dtype, Encoder, TextEmbedding};
 pub use files::{demo_model_dir, parse_device, ModelFiles, DEMO_MODEL};
-pub use ivt::{cls, extended_attention_mask, l2_normalize, IvtModel, Modality, TrainOptions};
-pub use ops::Noise;
+pub use ivt::{cls, extended_attention_mask, l2_normalize, IvtModel, Modality};
+pub use noise::Noise;
+pub use pass::{Pass, TrainOptions};
+
+pub(crate) use cpu::{kernels, packed};
 
 use std::path::PathBuf;
 

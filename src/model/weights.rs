@@ -4,11 +4,14 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 
 use super::config::IvtConfig;
-use super::ModelError;
+use super::{IvtModel, ModelError};
 
 /// Checkpoint tensors that only training uses; they are skipped silently.
 const TRAINING_ONLY: &[&str] = &[
@@ -19,7 +22,7 @@ const TRAINING_ONLY: &[&str] = &[
 ];
 
 /// Reads every tensor of a checkpoint file, keyed by its name as stored.
-pub fn read_checkpoint(path: &Path) -> Result<Vec<(String, Tensor)>, ModelError> {
+pub fn read_checkpoint(path: &Path) -> std::result::Result<Vec<(String, Tensor)>, ModelError> {
     let ext = path
         .extension()
         .and_then(|e| e.to_str())
@@ -50,57 +53,46 @@ pub fn canonical_name(name: &str) -> &str {
     name.strip_prefix("encoder_vl.").unwrap_or(name)
 }
 
-/// Every tensor the network needs, with its shape for `cfg`.
-pub fn expected_shapes(cfg: &IvtConfig) -> Vec<(String, Vec<usize>)> {
-    let (d, m, n, p) = (
-        cfg.hidden_size,
-        cfg.mlp_hidden(),
-        cfg.num_image_tokens(),
-        cfg.patch_size,
-    );
-    let mut v: Vec<(String, Vec<usize>)> = vec![
-        ("patch_embed.proj.weight".into(), vec![d, 3, p, p]),
-        ("patch_embed.proj.bias".into(), vec![d]),
-        ("cls_token".into(), vec![1, 1, d]),
-        ("pos_embed".into(), vec![1, n, d]),
-        ("type_embed".into(), vec![1, n, d]),
-        (
-            "embeddings.word_embeddings.weight".into(),
-            vec![cfg.vocab_size, d],
-        ),
-        (
-            "embeddings.position_embeddings.weight".into(),
-            vec![cfg.max_position_embeddings, d],
-        ),
-        (
-            "embeddings.token_type_embeddings.weight".into(),
-            vec![cfg.type_vocab_size, d],
-        ),
-        ("embeddings.LayerNorm.weight".into(), vec![d]),
-        ("embeddings.LayerNorm.bias".into(), vec![d]),
-        ("norm.weight".into(), vec![d]),
-        ("norm.bias".into(), vec![d]),
-    ];
-    for i in 0..cfg.depth {
-        let b = format!("blocks.{i}");
-        for ln in ["norm1", "norm2"] {
-            v.push((format!("{b}.{ln}.weight"), vec![d]));
-            v.push((format!("{b}.{ln}.bias"), vec![d]));
-        }
-        v.push((format!("{b}.attn.qkv.weight"), vec![3 * d, d]));
-        if cfg.qkv_bias {
-            v.push((format!("{b}.attn.qkv.bias"), vec![3 * d]));
-        }
-        v.push((format!("{b}.attn.proj.weight"), vec![d, d]));
-        v.push((format!("{b}.attn.proj.bias"), vec![d]));
-        for mlp in ["mlp_vis", "mlp_txt"] {
-            v.push((format!("{b}.{mlp}.fc1.weight"), vec![m, d]));
-            v.push((format!("{b}.{mlp}.fc1.bias"), vec![m]));
-            v.push((format!("{b}.{mlp}.fc2.weight"), vec![d, m]));
-            v.push((format!("{b}.{mlp}.fc2.bias"), vec![d]));
-        }
+/// Every tensor the network needs, with its shape for `cfg`, in the order the network takes
+/// them: recorded while building it over a [`VarBuilder`] that hands out zero views, so the list
+/// cannot drift from the network's own construction.
+pub fn expected_shapes(cfg: &IvtConfig) -> std::result::Result<Vec<TensorShape>, ModelError> {
+    let recorder = ShapeRecorder::default();
+    let vb = VarBuilder::from_backend(Box::new(recorder.clone()), DType::F32, Device::Cpu);
+    IvtModel::new(cfg, vb)?;
+    let shapes = recorder
+        .shapes
+        .lock()
+        .map_err(|_| candle_core::Error::Msg("shape recorder poisoned".into()))?;
+    Ok(shapes.clone())
+}
+
+/// A tensor's name and shape.
+type TensorShape = (String, Vec<usize>);
+
+/// A [`VarBuilder`] backend that records every requested name and shape and returns zeros
+/// (a broadcast scalar: nothing is allocated).
+#[derive(Clone, Default)]
+struct ShapeRecorder {
+    shapes: Arc<Mutex<Vec<TensorShape>>>,
+}
+
+impl SimpleBackend for ShapeRecorder {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
+        self.shapes
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("shape recorder poisoned".into()))?
+            .push((name.to_string(), s.dims().to_vec()));
+        Tensor::zeros((), dtype, dev)?.broadcast_as(s)
     }
-    v
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> Result<Tensor> {
+        candle_core::bail!("the network asked for `{name}` without a shape")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        true
+    }
 }
 
 /// Matches checkpoint tensors against what `cfg` needs: canonical names, training-only tensors
@@ -110,7 +102,7 @@ pub fn select_tensors(
     cfg: &IvtConfig,
     dtype: DType,
     device: &Device,
-) -> Result<HashMap<String, Tensor>, ModelError> {
+) -> std::result::Result<HashMap<String, Tensor>, ModelError> {
     let mut by_name: HashMap<String, Tensor> = HashMap::with_capacity(raw.len());
     for (name, t) in raw {
         let name = canonical_name(&name);
@@ -120,7 +112,7 @@ pub fn select_tensors(
         by_name.insert(name.to_string(), t);
     }
     let mut out = HashMap::new();
-    for (name, shape) in expected_shapes(cfg) {
+    for (name, shape) in expected_shapes(cfg)? {
         let t = by_name
             .remove(&name)
             .ok_or_else(|| ModelError::MissingTensor(name.clone()))?;
@@ -169,7 +161,7 @@ fn shape_hint(name: &str, got: &[usize], cfg: &IvtConfig) -> String {
 }
 
 /// Reads and validates a model `config.json`.
-pub fn read_config_file(path: &Path) -> Result<IvtConfig, ModelError> {
+pub fn read_config_file(path: &Path) -> std::result::Result<IvtConfig, ModelError> {
     if !path.is_file() {
         return Err(ModelError::NotFound(path.to_path_buf()));
     }
@@ -209,7 +201,7 @@ pub fn random_tensors(
     dtype: DType,
     device: &Device,
     seed: u64,
-) -> Result<HashMap<String, Tensor>, ModelError> {
+) -> std::result::Result<HashMap<String, Tensor>, ModelError> {
     use rand::{Rng, SeedableRng};
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut draw = |shape: &[usize], sample: &mut dyn FnMut(&mut rand::rngs::StdRng) -> f32| {
@@ -218,7 +210,7 @@ pub fn random_tensors(
         Tensor::from_vec(values, shape, device)?.to_dtype(dtype)
     };
     let mut out = HashMap::new();
-    for (name, shape) in expected_shapes(cfg) {
+    for (name, shape) in expected_shapes(cfg)? {
         let is_norm = name.contains("norm") || name.contains("LayerNorm");
         let t = if name == "norm.weight" {
             // CMPM has no temperature: the image embedding's norm (this gain x sqrt(width))

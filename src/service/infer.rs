@@ -161,7 +161,7 @@ impl Infer {
                             return Err(ServiceError::DeadlineExceeded("waiting to decode"));
                         }
                         decode(bytes, limits)
-                            .and_then(|img| preprocess(&img, &cfg))
+                            .and_then(|img| preprocess(&img, &cfg.image_spec()))
                             .map_err(|source| ServiceError::Image { index, source })
                     })
                     .collect::<Result<Vec<_>, _>>()

@@ -22,7 +22,7 @@ pub fn init_from_pretrained(
     let vit = by_name(read_checkpoint(vit)?, &["module."]);
     let bert = by_name(read_checkpoint(bert)?, &["module.", "bert."]);
     let mut out = random_tensors(cfg, DType::F32, &Device::Cpu, 0)?;
-    for (name, shape) in expected_shapes(cfg) {
+    for (name, shape) in expected_shapes(cfg)? {
         let tensor = match source(&name) {
             Source::Vit(key) => take(&vit, &key, "ViT")?,
             Source::Bert(key) => take(&bert, &key, "BERT")?,

@@ -16,7 +16,7 @@ use super::loader::MlaBatch;
 use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
 use super::TrainError;
 use crate::image::to_tensor;
-use crate::model::{cls, Encoder, IvtConfig, IvtModel, Modality, Noise, TrainOptions};
+use crate::model::{cls, Encoder, IvtConfig, IvtModel, Modality, Noise, Pass, TrainOptions};
 use crate::text::TextTokenizer;
 
 /// Training hyper-parameters; the defaults are the authors' (with the paper's BMM ratio 0.3).
@@ -288,7 +288,7 @@ impl Trainer {
         let (tokens, _) = drop_tokens(&tokens, None, ratio, &mut rng)?;
         let image = cls(&self
             .model
-            .encode(&tokens, None, Modality::Image, Some(&opts))?)?;
+            .encode(&tokens, None, Modality::Image, Pass::Train(&opts))?)?;
 
         // Each MLA level is its own pass: phrases and attribute words are a fraction of a
         // sentence's length, and padding them all to the longest sentence wastes most of the work.
@@ -303,9 +303,9 @@ impl Trainer {
             let ids = TextTokenizer::batch(&refs, device)?;
             let tokens = self.model.embed_text(&ids.input_ids)?;
             let (tokens, mask) = drop_tokens(&tokens, Some(&ids.attention_mask), ratio, &mut rng)?;
-            let text = self
-                .model
-                .encode(&tokens, mask.as_ref(), Modality::Text, Some(&opts))?;
+            let text =
+                self.model
+                    .encode(&tokens, mask.as_ref(), Modality::Text, Pass::Train(&opts))?;
             texts.push(cls(&text)?);
         }
         let text = Tensor::cat(&texts, 0)?;

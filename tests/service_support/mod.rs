@@ -88,7 +88,7 @@ pub fn embed_local(encoder: &Encoder, pngs: &[&[u8]]) -> Vec<Vec<f32>> {
         .iter()
         .map(|b| {
             let img = ivt::image::decode(b, Default::default()).expect("decode");
-            ivt::image::preprocess(&img, encoder.config()).expect("preprocess")
+            ivt::image::preprocess(&img, &encoder.config().image_spec()).expect("preprocess")
         })
         .collect();
     let refs: Vec<_> = pixels.iter().collect();
@@ -104,7 +104,8 @@ pub fn build_index(dir: &Path, images: &[GalleryImage], encoder: &Encoder) -> Pa
     for img in images {
         let path = dir.join(img.record.path.as_deref().unwrap());
         std::fs::write(&path, &img.png).unwrap();
-        let pixels = ivt::image::load(&path, encoder.config(), Default::default()).unwrap();
+        let pixels =
+            ivt::image::load(&path, &encoder.config().image_spec(), Default::default()).unwrap();
         let e = encoder.embed_pixels(&[&pixels]).unwrap().remove(0);
         items.push((img.record.clone(), e));
     }

@@ -14,7 +14,8 @@ use rayon::prelude::*;
 
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as
 /// q | k | v, each `heads` x `C / heads`), with an optional additive key mask `[B, N]`.
-/// Returns the heads' outputs concatenated, `[B, N, C]`, before the output projection.
+/// Returns the heads' outputs concatenated, `[B, N, C]`, before the output projection. For
+/// passes on the fast path ([`super::fast_path`]).
 pub fn self_attention(
     qkv: &Tensor,
     mask: Option<&Tensor>,
@@ -33,11 +34,6 @@ pub fn self_attention(
     };
     qkv.contiguous()?
         .apply_op1_no_bwd(&FusedAttention { heads, scale, mask })
-}
-
-/// Whether [`self_attention`] can compute this pass: CPU f32 inference (no gradient).
-pub fn applies(x: &Tensor, train: bool, autocast: Option<DType>) -> bool {
-    x.device().is_cpu() && x.dtype() == DType::F32 && !train && autocast.is_none() && !x.track_op()
 }
 
 struct FusedAttention {
@@ -98,7 +94,7 @@ impl CustomOp1 for FusedAttention {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let src = super::ops::contiguous_f32(self.name(), storage, layout)?;
+        let src = super::storage::contiguous_f32(self.name(), storage, layout)?;
         let (b, n, c3) = layout.shape().dims3()?;
         let c = c3 / 3;
         if c * 3 != c3 || self.heads == 0 || c % self.heads != 0 {

@@ -17,6 +17,8 @@ use std::ffi::c_void;
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::storage::SharedOut;
+
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
 const TRANS: i32 = 112;
@@ -243,35 +245,11 @@ impl PackedLinear {
 
 /// f32 → bf16 bit patterns, rounding to nearest even (as PyTorch's conversion; NaN stays NaN).
 fn to_bf16_bits(src: &[f32]) -> Vec<u16> {
-    src.iter()
-        .map(|&v| {
-            let bits = v.to_bits();
-            if v.is_nan() {
-                ((bits >> 16) | 0x40) as u16
-            } else {
-                ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
-            }
-        })
-        .collect()
+    src.iter().map(|&v| super::kernels::bf16_bits(v)).collect()
 }
 
 /// Activations converted to bf16 per task: large enough to amortise scheduling.
 const CONVERT_CHUNK: usize = 64 * 1024;
-
-/// The output buffer, shared by tasks that each write their own block of it.
-#[derive(Clone, Copy)]
-struct Output(*mut f32);
-
-// SAFETY: tasks write disjoint blocks (rows x columns; see `PackedLinear::compute`).
-unsafe impl Send for Output {}
-unsafe impl Sync for Output {}
-
-impl Output {
-    /// The pointer, through a method so closures capture the whole (Send) wrapper.
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
 
 impl CustomOp1 for PackedLinear {
     fn name(&self) -> &'static str {
@@ -279,7 +257,7 @@ impl CustomOp1 for PackedLinear {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = super::ops::contiguous_f32(self.name(), storage, layout)?;
+        let x = super::storage::contiguous_f32(self.name(), storage, layout)?;
         let (n, k) = (self.out_features, self.in_features);
         let dims = layout.dims();
         if dims.last() != Some(&k) {
@@ -314,7 +292,7 @@ impl CustomOp1 for PackedLinear {
             1
         };
         let rows = m.div_ceil(row_blocks);
-        let out = Output(y.as_mut_ptr());
+        let out = SharedOut(y.as_mut_ptr());
         let xb = xb.as_deref();
         let tasks = if row_blocks > 1 {
             row_blocks
@@ -354,7 +332,7 @@ impl PackedLinear {
         x: &[f32],
         xb: Option<&[u16]>,
         rows: std::ops::Range<usize>,
-        out: Output,
+        out: SharedOut,
     ) -> Result<()> {
         let (n, k) = (self.out_features, self.in_features);
         let m = mkl_int(rows.len(), "rows")?;
@@ -445,6 +423,7 @@ mod tests {
     use candle_core::{DType, Device, Module, Tensor};
 
     use super::PackedLinear;
+    use crate::model::cpu::testing::max_diff;
 
     fn reference(rows: usize) -> (candle_nn::Linear, Tensor) {
         let dev = Device::Cpu;
@@ -452,19 +431,6 @@ mod tests {
         let b = Tensor::randn(0f32, 0.1, 96, &dev).unwrap();
         let x = Tensor::randn(0f32, 1.0, (2, rows, 80), &dev).unwrap();
         (candle_nn::Linear::new(w, Some(b)), x)
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]

@@ -12,6 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use super::kernels::{self, Precision, MR, NR};
+use super::storage::SharedOut;
 
 /// Most rows of one task (its block of `x` stays in L2 across the task's panels).
 const MC: usize = 120;
@@ -137,7 +138,7 @@ impl PackedLinear {
         };
         let rows_per = m.div_ceil(row_blocks).next_multiple_of(MR);
         let panels_per = panels.div_ceil(col_groups);
-        let out = Out(y.as_mut_ptr());
+        let out = SharedOut(y.as_mut_ptr());
         (0..row_blocks * col_groups)
             .into_par_iter()
             .for_each(|task| {
@@ -163,7 +164,7 @@ impl PackedLinear {
         a: &[u32],
         lda: usize,
         residual: Option<&[f32]>,
-        out: Out,
+        out: SharedOut,
         rows: std::ops::Range<usize>,
         pans: std::ops::Range<usize>,
         gelu: bool,
@@ -209,20 +210,6 @@ impl PackedLinear {
     }
 }
 
-/// The output buffer, shared by tasks that write disjoint blocks of it.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-
-// SAFETY: tasks write disjoint blocks (see `PackedLinear::run`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 struct Op<'a> {
     lin: &'a PackedLinear,
     gelu: bool,
@@ -234,7 +221,7 @@ impl CustomOp1 for Op<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = super::ops::contiguous_f32(CustomOp1::name(self), storage, layout)?;
+        let x = super::storage::contiguous_f32(CustomOp1::name(self), storage, layout)?;
         let (m, shape) = self.lin.out_shape(layout)?;
         let y = self.lin.run(x, m, None, self.gelu);
         Ok((CpuStorage::F32(y), shape))
@@ -253,8 +240,8 @@ impl CustomOp2 for Op<'_> {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = super::ops::contiguous_f32(CustomOp2::name(self), s1, l1)?;
-        let res = super::ops::contiguous_f32(CustomOp2::name(self), s2, l2)?;
+        let x = super::storage::contiguous_f32(CustomOp2::name(self), s1, l1)?;
+        let res = super::storage::contiguous_f32(CustomOp2::name(self), s2, l2)?;
         let (m, shape) = self.lin.out_shape(l1)?;
         if l2.shape() != &shape {
             candle_core::bail!(
@@ -272,19 +259,7 @@ mod tests {
     use candle_core::{Device, Module, Tensor};
 
     use super::{PackedLinear, Precision};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
+    use crate::model::cpu::testing::max_diff;
 
     /// Every shape class the driver distinguishes: rows below, at and above a task's block
     /// (remainder micro-tiles), columns not a multiple of a panel, k not a multiple of a k block

@@ -281,10 +281,10 @@ impl MilvusGallery {
                 m::CreateCollectionRequest {
                     db_name: self.db(),
                     collection_name: self.name(),
-                    schema: schema,
+                    schema,
                     shards_num: 1,
                     consistency_level: level,
-                    properties: properties,
+                    properties,
                     ..Default::default()
                 },
                 |mut c, req| async move { c.create_collection(req).await },

@@ -30,7 +30,7 @@ impl MilvusGallery {
                 m::QueryRequest {
                     db_name: self.db(),
                     collection_name: self.name(),
-                    expr: expr,
+                    expr,
                     output_fields: output,
                     query_params: params,
                     consistency_level: level,
@@ -177,7 +177,7 @@ impl MilvusGallery {
                 m::DeleteRequest {
                     db_name: self.db(),
                     collection_name: self.name(),
-                    expr: expr,
+                    expr,
                     consistency_level: common::ConsistencyLevel::Strong as i32,
                     ..Default::default()
                 },

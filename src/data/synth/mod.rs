@@ -214,6 +214,27 @@ impl SynthDataset {
             let dir = out.join("imgs").join(split.to_string());
             std::fs::create_dir_all(&dir).map_err(|source| SynthError::Io { path: dir, source })?;
         }
+        self.write_images(out, &chosen, progress)?;
+        write_annotation(out, &chosen)?;
+        write_manifests(out, splits, &chosen)?;
+        Ok(SynthSummary {
+            out: out.to_path_buf(),
+            images: chosen.len(),
+            identities: chosen
+                .iter()
+                .map(|(_, im)| im.person)
+                .collect::<HashSet<_>>()
+                .len(),
+        })
+    }
+
+    /// Renders `chosen` in parallel into `out/imgs/…` as JPEG (quality 92).
+    fn write_images(
+        &self,
+        out: &Path,
+        chosen: &[(usize, &SynthImage)],
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), SynthError> {
         progress.set_length(chosen.len() as u64);
         chosen.par_iter().try_for_each(|&(i, im)| {
             let path = out.join("imgs").join(&im.file);
@@ -230,48 +251,50 @@ impl SynthDataset {
             write_atomic(&path, &bytes)?;
             progress.inc(1);
             Ok::<_, SynthError>(())
-        })?;
-
-        let annotation: Vec<serde_json::Value> = chosen
-            .iter()
-            .map(|(_, im)| {
-                serde_json::json!({
-                    "split": im.split,
-                    "captions": im.captions,
-                    "file_path": im.file,
-                    "id": im.person_id,
-                })
-            })
-            .collect();
-        let json =
-            serde_json::to_vec(&annotation).map_err(|e| SynthError::Options(e.to_string()))?;
-        write_atomic(&out.join("reid_raw.json"), &json)?;
-        for split in splits {
-            let mut lines = Vec::new();
-            for (_, im) in chosen.iter().filter(|(_, im)| im.split == *split) {
-                let line = serde_json::json!({
-                    "path": format!("imgs/{}", im.file),
-                    "image_id": im.file,
-                    "person_id": im.person_id.to_string(),
-                    "camera_id": im.camera.to_string(),
-                    "captured_at": im.captured_at.to_rfc3339(),
-                    "view": im.view.name(),
-                    "caption": im.captions.first().cloned().unwrap_or_default(),
-                });
-                let _ = writeln!(lines, "{line}");
-            }
-            write_atomic(&out.join(format!("{split}.jsonl")), &lines)?;
-        }
-        Ok(SynthSummary {
-            out: out.to_path_buf(),
-            images: chosen.len(),
-            identities: chosen
-                .iter()
-                .map(|(_, im)| im.person)
-                .collect::<HashSet<_>>()
-                .len(),
         })
     }
+}
+
+/// `out/reid_raw.json`: the CUHK-PEDES annotation of `chosen`.
+fn write_annotation(out: &Path, chosen: &[(usize, &SynthImage)]) -> Result<(), SynthError> {
+    let annotation: Vec<serde_json::Value> = chosen
+        .iter()
+        .map(|(_, im)| {
+            serde_json::json!({
+                "split": im.split,
+                "captions": im.captions,
+                "file_path": im.file,
+                "id": im.person_id,
+            })
+        })
+        .collect();
+    let json = serde_json::to_vec(&annotation).map_err(|e| SynthError::Options(e.to_string()))?;
+    write_atomic(&out.join("reid_raw.json"), &json)
+}
+
+/// `out/<split>.jsonl`: one gallery manifest line per image of each split (first caption).
+fn write_manifests(
+    out: &Path,
+    splits: &[Split],
+    chosen: &[(usize, &SynthImage)],
+) -> Result<(), SynthError> {
+    for split in splits {
+        let mut lines = Vec::new();
+        for (_, im) in chosen.iter().filter(|(_, im)| im.split == *split) {
+            let line = serde_json::json!({
+                "path": format!("imgs/{}", im.file),
+                "image_id": im.file,
+                "person_id": im.person_id.to_string(),
+                "camera_id": im.camera.to_string(),
+                "captured_at": im.captured_at.to_rfc3339(),
+                "view": im.view.name(),
+                "caption": im.captions.first().cloned().unwrap_or_default(),
+            });
+            let _ = writeln!(lines, "{line}");
+        }
+        write_atomic(&out.join(format!("{split}.jsonl")), &lines)?;
+    }
+    Ok(())
 }
 
 /// `n` identities that differ in what captions can say, not only in skin tone.

@@ -17,12 +17,45 @@ use std::fmt::Write as _;
 use ivt::data::synth::{SynthDataset, SynthOptions};
 use sha2::{Digest, Sha256};
 
-/// (name, identities, images per identity, seed, size).
-const CASES: [(&str, usize, usize, u64, (u32, u32)); 4] = [
-    ("seed0", 40, 3, 0, (160, 64)),
-    ("seed7", 40, 3, 7, (160, 64)),
-    ("seed42-large", 24, 4, 42, (256, 96)),
-    ("seed1-small", 12, 2, 1, (32, 16)),
+/// One pinned dataset.
+struct Case {
+    name: &'static str,
+    identities: usize,
+    images_per_identity: usize,
+    seed: u64,
+    /// Height, width.
+    size: (u32, u32),
+}
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "seed0",
+        identities: 40,
+        images_per_identity: 3,
+        seed: 0,
+        size: (160, 64),
+    },
+    Case {
+        name: "seed7",
+        identities: 40,
+        images_per_identity: 3,
+        seed: 7,
+        size: (160, 64),
+    },
+    Case {
+        name: "seed42-large",
+        identities: 24,
+        images_per_identity: 4,
+        seed: 42,
+        size: (256, 96),
+    },
+    Case {
+        name: "seed1-small",
+        identities: 12,
+        images_per_identity: 2,
+        seed: 1,
+        size: (32, 16),
+    },
 ];
 
 fn hex(digest: impl AsRef<[u8]>) -> String {
@@ -33,9 +66,10 @@ fn hex(digest: impl AsRef<[u8]>) -> String {
 }
 
 /// `name people|plan|pixels <sha256>` lines for one case.
-fn digests(name: &str, identities: usize, shots: usize, seed: u64, size: (u32, u32)) -> String {
-    let mut options = SynthOptions::new(identities, shots, seed);
-    options.size = size;
+fn digests(case: &Case) -> String {
+    let name = case.name;
+    let mut options = SynthOptions::new(case.identities, case.images_per_identity, case.seed);
+    options.size = case.size;
     let dataset = SynthDataset::plan(&options).expect("plan");
     let people = serde_json::to_vec(&dataset.people).expect("people as JSON");
     let mut plan = Sha256::new();
@@ -65,10 +99,7 @@ fn digests(name: &str, identities: usize, shots: usize, seed: u64, size: (u32, u
 
 #[test]
 fn synthetic_images_and_captions_are_byte_identical_to_the_fixture() {
-    let actual: String = CASES
-        .iter()
-        .map(|&(name, ids, shots, seed, size)| digests(name, ids, shots, seed, size))
-        .collect();
+    let actual: String = CASES.iter().map(digests).collect();
     let path = common::fixture("synth/render.sha256");
     let expected = std::fs::read_to_string(&path).expect("fixture");
     assert!(

@@ -206,8 +206,7 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
 struct Measured {
     index: GalleryIndex,
     open_s: f64,
-    /// Per `--ef`: queries/s and the ids found.
-    hnsw: Vec<(usize, (f64, Vec<Vec<String>>))>,
+    hnsw: Vec<EfRun>,
     exact_qps: f64,
     /// The exact top-k of each query.
     truth: Vec<HashSet<String>>,
@@ -215,6 +214,14 @@ struct Measured {
     after_open: serde_json::Value,
     after_search: serde_json::Value,
     after_exact: serde_json::Value,
+}
+
+/// HNSW searches at one `ef`.
+struct EfRun {
+    ef: usize,
+    qps: f64,
+    /// The ids each query found.
+    found: Vec<Vec<String>>,
 }
 
 /// Reopens the built index read-only and runs the queries with HNSW at each `ef`, then exactly.
@@ -233,7 +240,8 @@ fn open_and_search(dir: &Path, queries: &[Vec<f32>], efs: &[usize]) -> anyhow::R
     measure_hnsw(&index, &queries[..queries.len().min(200)], efs[0])?;
     let mut hnsw = Vec::new();
     for &ef in efs {
-        hnsw.push((ef, measure_hnsw(&index, queries, ef)?));
+        let (qps, found) = measure_hnsw(&index, queries, ef)?;
+        hnsw.push(EfRun { ef, qps, found });
     }
     let after_search = memory();
     let (exact_qps, truth) = measure_exact(&index, queries)?;
@@ -254,8 +262,7 @@ fn open_and_search(dir: &Path, queries: &[Vec<f32>], efs: &[usize]) -> anyhow::R
 /// One report row per `--ef` (recall against the exact results, speed), each also on stderr.
 fn hnsw_rows(m: &Measured) -> Vec<serde_json::Value> {
     let mut rows = Vec::new();
-    for (ef, (qps, found)) in &m.hnsw {
-        let (ef, qps) = (*ef, *qps);
+    for &EfRun { ef, qps, ref found } in &m.hnsw {
         let recall = recall(found, &m.truth);
         eprintln!(
             "ef {ef:>4}: recall@10 {recall:.4}  {qps:9.1} queries/s  ({:.1}x exact)",

@@ -2,62 +2,14 @@
 //! SERVING, answers gRPC and HTTP, exports Prometheus metrics for both, logs JSON, and exits 0 on
 //! SIGTERM.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod service_support;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ivt::proto::retrieval_client::RetrievalClient;
 use ivt::proto::SearchRequest;
-use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
-use tonic_health::pb::HealthCheckRequest;
-
-fn free_port() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-/// Waits until the Retrieval service reports SERVING (model loaded and warm).
-async fn wait_serving(addr: SocketAddr, child: &mut Child) -> tonic::transport::Channel {
-    let start = Instant::now();
-    loop {
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "ivt serve exited early"
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "not SERVING after 120 s"
-        );
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
-        if let Ok(ch) = endpoint.connect().await {
-            let req = HealthCheckRequest {
-                service: "ivt.v1.Retrieval".into(),
-            };
-            if let Ok(r) = HealthClient::new(ch.clone()).check(req).await {
-                if r.into_inner().status == ServingStatus::Serving as i32 {
-                    return ch;
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut body = String::new();
-    s.read_to_string(&mut body).unwrap();
-    body
-}
+use service_support::process::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
@@ -135,23 +87,5 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
     assert!(logs.contains("creating an empty one"), "{logs}");
     for line in logs.lines() {
         serde_json::from_str::<serde_json::Value>(line).expect("JSON log lines");
-    }
-}
-
-fn model_files_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-tiny-s12")
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("ivt serve did not exit within {limit:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -4,7 +4,7 @@
 
 mod service_support;
 
-use ivt::proto::{EncodeImageRequest, RemoveImagesRequest};
+use ivt::proto::{EncodeImageRequest, RemoveImagesRequest, SearchRequest};
 use ivt::service::RunningServer;
 use service_support::*;
 use tonic::Code;
@@ -102,4 +102,54 @@ async fn an_empty_api_key_is_refused_at_start() {
             .to_string();
         assert!(err.contains("API key") && err.contains("empty"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_image_lane_leaves_text_search_admitted_and_answered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&tmp.path().join("g"));
+    cfg.limits.max_queue = 4;
+    cfg.batch.max_batch = 4;
+    let server = serve(cfg).await;
+    let c = client(&server).await;
+    // Four images of 4096x4096 pixels fill the image lane for as long as they decode (one after
+    // another on the decode pool): far longer than the probes and the Search below take.
+    let slow = {
+        let mut c = c.clone();
+        let images = vec![big_png(4096); 4];
+        tokio::spawn(async move { c.encode_image(EncodeImageRequest { images }).await })
+    };
+    let probe = || {
+        let mut c = c.clone();
+        async move {
+            c.encode_image(EncodeImageRequest {
+                images: vec![jpeg(1)],
+            })
+            .await
+        }
+    };
+    // Wait until the slow call holds the lane: one more image is refused at once.
+    let lane_full = |r: &Result<_, tonic::Status>| matches!(r, Err(e) if e.code() == Code::ResourceExhausted && e.message().contains("queued"));
+    loop {
+        let r = probe().await;
+        if lane_full(&r) {
+            break;
+        }
+        assert!(
+            !slow.is_finished(),
+            "the slow call ended before the lane was seen full"
+        );
+        tokio::task::yield_now().await;
+    }
+    let search = SearchRequest {
+        text: "a woman in a red coat".into(),
+        ..Default::default()
+    };
+    let answer = c.clone().search(search).await.unwrap().into_inner();
+    assert_eq!(answer.gallery_size, 0);
+    // The lane was full all along: still refusing images after the Search was answered.
+    let r = probe().await;
+    assert!(lane_full(&r), "image lane no longer full: {r:?}");
+    slow.abort();
+    server.shutdown().await.unwrap();
 }

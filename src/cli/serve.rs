@@ -11,7 +11,9 @@ use super::common::{parse_dtype, BackendArgs, BackendKind, ModelArgs};
 use crate::index::demo::ensure_demo_index;
 use crate::index::HnswParams;
 use crate::model::{parse_device, Encoder};
-use crate::service::{self, BatchConfig, Limits, RunningServer, ServiceConfig, TlsFiles};
+use crate::service::{
+    self, BatchConfig, ConnectionLimits, Limits, RunningServer, ServiceConfig, TlsFiles,
+};
 
 /// Arguments of `ivt serve`. Every flag can also be set from the environment variable named in
 /// its help, as containers expect.
@@ -93,6 +95,24 @@ pub struct ServeArgs {
     /// Most images per AddImages call (the call is one durable index write).
     #[arg(long, env = "IVT_MAX_ADD_BATCH", default_value_t = 256)]
     pub max_add_batch: usize,
+    /// Most client connections open at once on each port (gRPC, HTTP); one more is closed as
+    /// soon as it is accepted (logged, and counted in ivt_limit_rejections_total).
+    #[arg(long, env = "IVT_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub max_connections: usize,
+    /// Seconds a new connection has to send the start of a request (HTTP/2 preface, HTTP/1
+    /// request, TLS hello) before it is closed.
+    #[arg(long, env = "IVT_HANDSHAKE_TIMEOUT_S", default_value_t = 10.0)]
+    pub handshake_timeout_s: f64,
+    /// Seconds a connection may stay silent while the server waits to read from it before it is
+    /// closed (healthy gRPC clients answer the keepalive pings; idle HTTP/1 connections close).
+    #[arg(long, env = "IVT_IDLE_TIMEOUT_S", default_value_t = 120.0)]
+    pub idle_timeout_s: f64,
+    /// Seconds between HTTP/2 keepalive pings on a quiet gRPC connection.
+    #[arg(long, env = "IVT_KEEPALIVE_INTERVAL_S", default_value_t = 30.0)]
+    pub keepalive_interval_s: f64,
+    /// Seconds to wait for a keepalive ping's answer before closing the connection.
+    #[arg(long, env = "IVT_KEEPALIVE_TIMEOUT_S", default_value_t = 20.0)]
+    pub keepalive_timeout_s: f64,
     /// Require `authorization: Bearer <key>` on every RPC except health.
     #[arg(long, env = "IVT_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
@@ -133,6 +153,13 @@ impl ServeArgs {
                 .max_decode_pixels
                 .unwrap_or(self.max_image_pixels.saturating_mul(4)),
             max_add_batch: self.max_add_batch,
+        };
+        config.connections = ConnectionLimits {
+            max_connections: self.max_connections,
+            handshake_timeout: seconds(self.handshake_timeout_s, "--handshake-timeout-s")?,
+            idle_timeout: seconds(self.idle_timeout_s, "--idle-timeout-s")?,
+            keepalive_interval: seconds(self.keepalive_interval_s, "--keepalive-interval-s")?,
+            keepalive_timeout: seconds(self.keepalive_timeout_s, "--keepalive-timeout-s")?,
         };
         config.api_key = self.api_key.clone();
         config.read_only = self.read_only;
@@ -219,7 +246,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         milvus = ?config.milvus.as_ref().map(|m| (&m.uri, &m.collection)),
         addr = %args.addr, http = ?(!args.no_http).then_some(args.http_addr),
         metrics = ?config.metrics_addr, batch = ?config.batch,
-        limits = ?config.limits, auth = config.api_key.is_some(), tls = config.tls.is_some(),
+        limits = ?config.limits, connections = ?config.connections, auth = config.api_key.is_some(), tls = config.tls.is_some(),
         "starting ivt serve"
     );
     let runtime = tokio::runtime::Builder::new_multi_thread()

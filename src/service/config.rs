@@ -69,6 +69,36 @@ impl Default for BatchConfig {
     }
 }
 
+/// Limits on connections, applied to each port (gRPC and HTTP) on its own.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Most connections open at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// How long a new connection has to send the start of a request (the HTTP/2 preface, an
+    /// HTTP/1 request line, a TLS hello) before it is closed.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay silent (nothing read or written) while the server waits
+    /// to read from it. Healthy gRPC clients answer the keepalive pings, so this closes dead
+    /// peers and idle HTTP/1 keep-alive connections.
+    pub idle_timeout: Duration,
+    /// How often the server pings an HTTP/2 (gRPC) connection that has been quiet.
+    pub keepalive_interval: Duration,
+    /// How long the server waits for a ping's answer before closing the connection.
+    pub keepalive_timeout: Duration,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
 /// PEM files of the server's TLS identity.
 #[derive(Debug, Clone)]
 pub struct TlsFiles {
@@ -100,6 +130,8 @@ pub struct ServiceConfig {
     pub batch: BatchConfig,
     /// Request limits.
     pub limits: Limits,
+    /// Connection limits (each port).
+    pub connections: ConnectionLimits,
     /// Bearer token required on every RPC except health; `None` disables auth.
     pub api_key: Option<String>,
     /// TLS identity; `None` serves plaintext (e.g. behind a mesh that terminates TLS).
@@ -126,6 +158,7 @@ impl ServiceConfig {
             health_interval: Duration::from_secs(5),
             batch: BatchConfig::default(),
             limits: Limits::default(),
+            connections: ConnectionLimits::default(),
             api_key: None,
             tls: None,
             metrics_addr: None,

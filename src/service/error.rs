@@ -24,7 +24,7 @@ pub enum ServiceError {
         /// What is wrong with it.
         source: ImageError,
     },
-    /// Ids that do not exist in the gallery.
+    /// A gallery image the request names does not exist (or has no readable file).
     #[error("not found: {0}")]
     NotFound(String),
     /// The admission queue is full; the client should back off and retry.
@@ -46,6 +46,10 @@ pub enum ServiceError {
         /// The decode budget (`--max-decode-pixels`).
         limit: u64,
     },
+    /// A request message (gRPC) or body (HTTP) over its method's size limit; the message names
+    /// the limit.
+    #[error("{0}")]
+    MessageTooLarge(String),
     /// The client's deadline passed before the work was done.
     #[error("deadline exceeded while {0}")]
     DeadlineExceeded(&'static str),
@@ -79,18 +83,18 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
-    /// The gRPC code for this error: the service's one code table.
+    /// The gRPC code for this error: the service's one code table. Every match below names each
+    /// variant: a new error (here or in the layers below) must be placed as the client's fault or
+    /// the server's before this compiles, instead of silently becoming INTERNAL.
     pub fn code(&self) -> Code {
         match self {
             Self::InvalidArgument(_) | Self::Image { .. } => Code::InvalidArgument,
-            Self::Text(TextError::Empty | TextError::Tokenize(_)) => Code::InvalidArgument,
-            Self::Text(TextError::Load { .. }) => Code::Internal,
-            Self::Model(ModelError::Text(TextError::Empty | TextError::Tokenize(_))) => {
-                Code::InvalidArgument
-            }
-            Self::Model(_) => Code::Internal,
+            Self::Text(e) => text_code(e),
+            Self::Model(e) => model_code(e),
             Self::NotFound(_) => Code::NotFound,
-            Self::Overloaded { .. } | Self::DecodeBusy { .. } => Code::ResourceExhausted,
+            Self::Overloaded { .. } | Self::DecodeBusy { .. } | Self::MessageTooLarge(_) => {
+                Code::ResourceExhausted
+            }
             Self::DeadlineExceeded(_) => Code::DeadlineExceeded,
             Self::NotReady(_) | Self::ShuttingDown => Code::Unavailable,
             Self::Unauthenticated(_) => Code::Unauthenticated,
@@ -98,6 +102,33 @@ impl ServiceError {
             Self::Index(e) => index_code(e),
             Self::Startup(_) | Self::Internal(_) => Code::Internal,
         }
+    }
+}
+
+/// A text the tokenizer refuses is the client's; a tokenizer that does not load is the server's.
+fn text_code(e: &TextError) -> Code {
+    match e {
+        TextError::Empty | TextError::Tokenize(_) => Code::InvalidArgument,
+        TextError::Load { .. } => Code::Internal,
+    }
+}
+
+/// Only a refused text reaches the model from a request; the rest is the model's (the server's)
+/// fault: files, config, device, tensors.
+fn model_code(e: &ModelError) -> Code {
+    match e {
+        ModelError::Text(e) => text_code(e),
+        ModelError::NotFound(_)
+        | ModelError::NoDemo(_)
+        | ModelError::NoWeights(_)
+        | ModelError::NoConfig(_)
+        | ModelError::Config { .. }
+        | ModelError::Checkpoint { .. }
+        | ModelError::MissingTensor(_)
+        | ModelError::Shape { .. }
+        | ModelError::Device(_)
+        | ModelError::Candle(_)
+        | ModelError::Io { .. } => Code::Internal,
     }
 }
 
@@ -112,9 +143,21 @@ fn index_code(e: &IndexError) -> Code {
         IndexError::InvalidFilter(_)
         | IndexError::InvalidRecord(_)
         | IndexError::InvalidParams(_) => Code::InvalidArgument,
-        // Everything else (files, graph, dimensions, model mismatch) is the server's fault; the
-        // wildcard keeps this table compiling when the index layer grows new variants.
-        _ => Code::Internal,
+        // The server's own state: its files, graph, model and backend. `Dimension` and
+        // `NonFinite` come from the server's encoder, never from a request.
+        IndexError::NotFound(_)
+        | IndexError::AlreadyExists(_)
+        | IndexError::Corrupt { .. }
+        | IndexError::ModelMismatch { .. }
+        | IndexError::FormatVersion { .. }
+        | IndexError::Dimension { .. }
+        | IndexError::NonFinite
+        | IndexError::Graph { .. }
+        | IndexError::Image { .. }
+        | IndexError::Encode(_)
+        | IndexError::Backend(_)
+        | IndexError::Locked { .. }
+        | IndexError::Io { .. } => Code::Internal,
     }
 }
 
@@ -157,6 +200,10 @@ mod tests {
                     queued: 1,
                     limit: 1,
                 },
+                Code::ResourceExhausted,
+            ),
+            (
+                ServiceError::MessageTooLarge("x".into()),
                 Code::ResourceExhausted,
             ),
             (ServiceError::DeadlineExceeded("x"), Code::DeadlineExceeded),

@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
 use super::queue::{Encoded, Entry, EntrySpans, Lanes, QueueSlot};
+use super::refusals::{refused, Limit};
 use super::{metrics, Limits, ServiceError};
 use crate::image::{check_dimensions, decode, preprocess, DecodeLimits, Pixels};
 use crate::model::IvtConfig;
@@ -197,10 +198,10 @@ impl Infer {
     fn admit(&self, lane: &Arc<Semaphore>, n: usize) -> Result<OwnedSemaphorePermit, ServiceError> {
         let overloaded = || {
             let queued = self.lanes.capacity - lane.available_permits().min(self.lanes.capacity);
-            tracing::warn!(
-                queued,
-                limit = self.lanes.capacity,
-                "queue full: request refused"
+            let limit = self.lanes.capacity;
+            refused(
+                Limit::Queue,
+                format_args!("queue full ({queued} of {limit} inputs): request refused"),
             );
             ServiceError::Overloaded {
                 queued,
@@ -238,7 +239,12 @@ impl Infer {
             .clone()
             .try_acquire_many_owned(units)
             .map_err(|_| {
-                tracing::warn!(pixels, limit, "decode budget spent: request refused");
+                refused(
+                    Limit::DecodePixels,
+                    format_args!(
+                        "decode budget spent: a call of {pixels} pixels refused (budget {limit})"
+                    ),
+                );
                 ServiceError::DecodeBusy { pixels, limit }
             })
     }

@@ -21,6 +21,8 @@ pub const BATCH_SIZE: &str = "ivt_batch_size";
 pub const QUEUE_DEPTH: &str = "ivt_queue_depth";
 /// Live images in the gallery.
 pub const GALLERY_SIZE: &str = "ivt_gallery_size";
+/// Work refused because a limit bit, by limit (`connections`, `message_size`, `queue`, ...).
+pub const LIMIT_REJECTIONS: &str = "ivt_limit_rejections_total";
 
 /// Latency buckets from 100 µs to 30 s: tiny models answer in well under a millisecond, the base
 /// model on a CPU in seconds.
@@ -65,16 +67,21 @@ fn describe() {
     describe_histogram!(BATCH_SIZE, "inputs per model batch");
     describe_gauge!(QUEUE_DEPTH, "inputs admitted and not yet answered");
     describe_gauge!(GALLERY_SIZE, "live images in the gallery");
+    describe_counter!(
+        LIMIT_REJECTIONS,
+        "connections, requests or inputs refused because a limit bit, by limit"
+    );
 }
 
-/// Counts a finished request and its latency.
-pub fn request(method: &'static str, result: Result<(), &ServiceError>, elapsed: Duration) {
-    let code = match result {
-        Ok(()) => tonic::Code::Ok,
-        Err(e) => e.code(),
-    };
+/// Counts a finished request (by its status code) and its latency.
+pub fn request(method: &'static str, code: tonic::Code, elapsed: Duration) {
     counter!(REQUESTS, "method" => method, "code" => code_name(code)).increment(1);
     histogram!(REQUEST_SECONDS, "method" => method).record(elapsed.as_secs_f64());
+}
+
+/// Counts one refusal by `limit`.
+pub fn limit_rejection(limit: &'static str) {
+    counter!(LIMIT_REJECTIONS, "limit" => limit).increment(1);
 }
 
 /// Records the time one stage took.

@@ -11,6 +11,7 @@ use tracing::Instrument;
 
 use super::convert::Query;
 use super::gallery::Gallery;
+use super::gate::Handled;
 use super::infer::{Embedded, Infer};
 use super::{convert, deadline, metrics, Limits, ServiceError};
 use crate::proto;
@@ -120,7 +121,10 @@ pub(super) async fn run<T>(
         .instrument(span.clone())
         .await;
     let elapsed = start.elapsed();
-    metrics::request(method, result.as_ref().map(|_| ()), elapsed);
+    let code = result
+        .as_ref()
+        .map_or_else(ServiceError::code, |_| tonic::Code::Ok);
+    metrics::request(method, code, elapsed);
     span.in_scope(|| match &result {
         Ok(_) => tracing::debug!(elapsed_us = elapsed.as_micros() as u64, "ok"),
         Err(e) => tracing::info!(code = ?e.code(), error = %e, "failed"),
@@ -128,16 +132,35 @@ pub(super) async fn run<T>(
     result
 }
 
-/// Runs one RPC and converts its error into a gRPC status.
-async fn rpc<T>(
-    method: &'static str,
+/// One gRPC call as it reaches its handler: its deadline, and the gate's mark that the handler
+/// took it (and so answers and counts it).
+struct Call {
     deadline: Option<Instant>,
-    work: impl Future<Output = Result<T, ServiceError>>,
-) -> Result<Response<T>, Status> {
-    run(method, deadline, work)
-        .await
-        .map(Response::new)
-        .map_err(Status::from)
+    handled: Option<Handled>,
+}
+
+impl Call {
+    fn of<T>(request: &Request<T>) -> Self {
+        Self {
+            deadline: deadline::from_metadata(request.metadata()),
+            handled: request.extensions().get::<Handled>().cloned(),
+        }
+    }
+
+    /// Runs the RPC and converts its error into a gRPC status.
+    async fn rpc<T>(
+        self,
+        method: &'static str,
+        work: impl Future<Output = Result<T, ServiceError>>,
+    ) -> Result<Response<T>, Status> {
+        if let Some(handled) = &self.handled {
+            handled.mark();
+        }
+        run(method, self.deadline, work)
+            .await
+            .map(Response::new)
+            .map_err(Status::from)
+    }
 }
 
 /// The request handlers, shared by the gRPC service and the HTTP API (`http/`): validation,
@@ -226,13 +249,11 @@ impl RetrievalService {
         core.gallery.check_writable()?;
         let max = self.shared.limits.max_add_batch;
         let (mut records, mut images) = (Vec::new(), Vec::new());
-        while let Some(msg) = stream.message().await.map_err(|s| {
-            ServiceError::InvalidArgument(format!(
-                "cannot read image #{} of the stream: {}",
-                records.len(),
-                s.message()
-            ))
-        })? {
+        while let Some(msg) = stream
+            .message()
+            .await
+            .map_err(|s| stream_error(s, records.len()))?
+        {
             let n = records.len();
             if n == max {
                 return Err(ServiceError::InvalidArgument(format!(
@@ -345,6 +366,16 @@ impl RetrievalService {
     }
 }
 
+/// A message of the AddImages stream that could not be read: over the size limit (the gate's
+/// RESOURCE_EXHAUSTED), or malformed.
+fn stream_error(status: Status, n: usize) -> ServiceError {
+    let message = format!("cannot read image #{n} of the stream: {}", status.message());
+    match status.code() {
+        tonic::Code::ResourceExhausted => ServiceError::MessageTooLarge(message),
+        _ => ServiceError::InvalidArgument(message),
+    }
+}
+
 /// The embedding of a one-input request, with the request's timings.
 fn first(embedded: Embedded) -> (Vec<f32>, Embedded) {
     let query = embedded.embeddings.first().cloned().unwrap_or_default();
@@ -371,23 +402,20 @@ impl Retrieval for RetrievalService {
         &self,
         request: Request<proto::SearchRequest>,
     ) -> Result<Response<proto::SearchResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc(
-            "Search",
-            deadline,
-            self.search(request.into_inner(), deadline),
-        )
-        .await
+        let call = Call::of(&request);
+        let deadline = call.deadline;
+        call.rpc("Search", self.search(request.into_inner(), deadline))
+            .await
     }
 
     async fn encode_text(
         &self,
         request: Request<proto::EncodeTextRequest>,
     ) -> Result<Response<proto::EncodeResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc(
+        let call = Call::of(&request);
+        let deadline = call.deadline;
+        call.rpc(
             "EncodeText",
-            deadline,
             self.encode_text(request.into_inner(), deadline),
         )
         .await
@@ -397,10 +425,10 @@ impl Retrieval for RetrievalService {
         &self,
         request: Request<proto::EncodeImageRequest>,
     ) -> Result<Response<proto::EncodeResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc(
+        let call = Call::of(&request);
+        let deadline = call.deadline;
+        call.rpc(
             "EncodeImage",
-            deadline,
             self.encode_image(request.into_inner(), deadline),
         )
         .await
@@ -410,33 +438,25 @@ impl Retrieval for RetrievalService {
         &self,
         request: Request<Streaming<proto::AddImageRequest>>,
     ) -> Result<Response<proto::AddImagesResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc(
-            "AddImages",
-            deadline,
-            self.add_images(request.into_inner(), deadline),
-        )
-        .await
+        let call = Call::of(&request);
+        let deadline = call.deadline;
+        call.rpc("AddImages", self.add_images(request.into_inner(), deadline))
+            .await
     }
 
     async fn remove_images(
         &self,
         request: Request<proto::RemoveImagesRequest>,
     ) -> Result<Response<proto::RemoveImagesResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc(
-            "RemoveImages",
-            deadline,
-            self.remove_images(request.into_inner()),
-        )
-        .await
+        Call::of(&request)
+            .rpc("RemoveImages", self.remove_images(request.into_inner()))
+            .await
     }
 
     async fn info(
         &self,
         request: Request<proto::InfoRequest>,
     ) -> Result<Response<proto::InfoResponse>, Status> {
-        let deadline = deadline::from_metadata(request.metadata());
-        rpc("Info", deadline, async { self.info() }).await
+        Call::of(&request).rpc("Info", async { self.info() }).await
     }
 }

@@ -8,7 +8,7 @@ use std::thread::JoinHandle;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::Router;
 use tonic::transport::{Identity, ServerTlsConfig};
 use tonic_health::pb::health_server::{Health, HealthServer};
 use tonic_health::server::HealthReporter;
@@ -16,7 +16,9 @@ use tonic_health::ServingStatus;
 use tower::layer::util::{Identity as NoLayer, Stack};
 
 use super::auth::Auth;
+use super::connections::Acceptor;
 use super::gallery::Gallery;
+use super::gate::{Gate, MessageLimits};
 use super::infer::Infer;
 use super::queue::{batching_task, Batch};
 use super::retrieval::{Core, ModelInfo, RetrievalService, Shared};
@@ -73,7 +75,7 @@ impl RunningServer {
             .await;
         let router = router(&config, shared.clone(), health_service)?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        let incoming = Acceptor::new(listener, config.connections, "gRPC").into_incoming();
         let serve = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
             let _ = stopped.await;
         }));
@@ -106,14 +108,13 @@ impl RunningServer {
         let addr = listener
             .local_addr()
             .map_err(|e| ServiceError::Startup(format!("HTTP listener address: {e}")))?;
-        // Base64 makes a body a third larger than the images it carries.
-        let max_body = max_message(&self.config) / 3 * 4 + (1 << 10);
         let router = super::http::router(
             RetrievalService::new(self.shared.clone()),
             Auth::new(self.config.api_key.as_deref()),
-            max_body,
+            message_limits(&self.shared),
         );
         let (stop, stopped) = oneshot::channel::<()>();
+        let listener = Acceptor::new(listener, self.config.connections, "HTTP");
         let serve = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
@@ -291,9 +292,11 @@ fn router(
     let startup = |e: &dyn std::fmt::Display| ServiceError::Startup(e.to_string());
     let reflection_v1 = reflection().build_v1().map_err(|e| startup(&e))?;
     let reflection_v1alpha = reflection().build_v1alpha().map_err(|e| startup(&e))?;
+    let limits = message_limits(&shared);
     let retrieval = RetrievalServer::new(RetrievalService::new(shared))
-        .max_decoding_message_size(max_message(config))
+        .max_decoding_message_size(limits.largest())
         .max_encoding_message_size(usize::MAX);
+    let retrieval = Gate::new(retrieval, limits);
     Ok(builder(config)?
         .layer(TraceContextLayer)
         .add_service(health)
@@ -302,9 +305,9 @@ fn router(
         .add_service(InterceptedService::new(retrieval, auth)))
 }
 
-/// The largest request message: room for a full batch of the largest images.
-fn max_message(config: &ServiceConfig) -> usize {
-    config.limits.max_image_bytes * config.batch.max_batch + (1 << 20)
+/// Each method's message size limit, from the request limits.
+fn message_limits(shared: &Shared) -> MessageLimits {
+    MessageLimits::new(&shared.limits, shared.max_inputs)
 }
 
 /// Reflection over our API and health, so `grpcurl` needs no .proto files.
@@ -333,6 +336,11 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
                 .into(),
         ));
     }
+    if config.connections.max_connections == 0 {
+        return Err(ServiceError::Startup(
+            "--max-connections must be positive".into(),
+        ));
+    }
     if config.limits.max_image_pixels == 0 {
         return Err(ServiceError::Startup(
             "--max-image-pixels must be positive".into(),
@@ -342,7 +350,11 @@ fn validate(config: &ServiceConfig) -> Result<(), ServiceError> {
 }
 
 fn builder(config: &ServiceConfig) -> Result<tonic::transport::Server, ServiceError> {
-    let builder = tonic::transport::Server::builder();
+    let c = &config.connections;
+    // Pings find dead peers and half-open sockets on connections that went quiet.
+    let builder = tonic::transport::Server::builder()
+        .http2_keepalive_interval(Some(c.keepalive_interval))
+        .http2_keepalive_timeout(Some(c.keepalive_timeout));
     let Some(tls) = &config.tls else {
         return Ok(builder);
     };

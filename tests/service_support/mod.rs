@@ -12,6 +12,8 @@ use ivt::proto::retrieval_client::RetrievalClient;
 use ivt::service::{RunningServer, ServiceConfig};
 use tonic::transport::Channel;
 
+pub mod process;
+
 /// The golden tiny model (stride 12, 96x48 images, hidden 64).
 pub fn model_files() -> ModelFiles {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-tiny-s12");
@@ -166,6 +168,102 @@ pub async fn channel(server: &RunningServer) -> Channel {
 /// A retrieval client for `server`.
 pub async fn client(server: &RunningServer) -> RetrievalClient<Channel> {
     RetrievalClient::new(channel(server).await)
+}
+
+/// Posts `len` bytes over a raw connection, writing and reading at once: the server refuses an
+/// oversized body before reading it all, and a client that only reads after writing would see
+/// the closed connection instead of the answer.
+pub async fn oversized(
+    base: &str,
+    path: &str,
+    len: usize,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://");
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rx, mut tx) = stream.into_split();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {len}\r\nconnection: close\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        let _ = tx.write_all(head.as_bytes()).await;
+        let _ = tx.write_all(&vec![b' '; len]).await;
+        // Dropping the write half would half-close the connection, and the server closes a
+        // connection whose client went away before it answers.
+        std::future::pending::<()>().await;
+    });
+    let mut response = Vec::new();
+    let _ = rx.read_to_end(&mut response).await;
+    writer.abort();
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("content-type: application/json"),
+        "{head}"
+    );
+    (
+        reqwest::StatusCode::from_u16(status).unwrap(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
+/// A codec that sends bytes as they are: a message no client library would encode.
+#[derive(Clone, Copy, Default)]
+pub struct Raw;
+
+impl tonic::codec::Codec for Raw {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = Raw;
+    type Decoder = Raw;
+    fn encoder(&mut self) -> Raw {
+        Raw
+    }
+    fn decoder(&mut self) -> Raw {
+        Raw
+    }
+}
+
+impl tonic::codec::Encoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        prost::bytes::BufMut::put_slice(dst, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for Raw {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        let n = prost::bytes::Buf::remaining(src);
+        Ok(Some(prost::bytes::Buf::copy_to_bytes(src, n).to_vec()))
+    }
+}
+
+/// Calls `method` of `ivt.v1.Retrieval` with `bytes` as the request message.
+pub async fn raw_call(
+    channel: Channel,
+    method: &'static str,
+    bytes: Vec<u8>,
+) -> Result<Vec<u8>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::from_static(method);
+    grpc.unary(tonic::Request::new(bytes), path, Raw)
+        .await
+        .map(tonic::Response::into_inner)
 }
 
 /// Dot product (cosine of unit vectors).

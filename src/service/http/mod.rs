@@ -12,6 +12,7 @@
 mod json;
 mod thumbnail;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -27,6 +28,7 @@ use tonic::metadata::MetadataMap;
 use tonic::Code;
 
 use super::auth::Auth;
+use super::gate::{refuse_oversized, MessageLimit, MessageLimits, Wire};
 use super::infer::blocking;
 use super::metrics::code_name;
 use super::retrieval::{run, RetrievalService};
@@ -44,15 +46,29 @@ const PAGE_CSP: &str = "default-src 'self'; img-src 'self' blob: data:; \
 struct Http {
     service: RetrievalService,
     auth: Auth,
+    limits: Arc<MessageLimits>,
 }
 
-/// The HTTP routes over `service`; request bodies up to `max_body` bytes.
-pub(super) fn router(service: RetrievalService, auth: Auth, max_body: usize) -> Router {
-    let state = Http { service, auth };
-    let api = Router::new()
-        .route("/v1/search", post(search))
-        .route("/v1/encode/text", post(encode_text))
-        .route("/v1/encode/image", post(encode_image))
+/// The HTTP routes over `service`; each route's body limited as its gRPC method's message
+/// (`limits`, in JSON: base64 images, escaped texts).
+pub(super) fn router(service: RetrievalService, auth: Auth, limits: MessageLimits) -> Router {
+    let body_limit = |l: MessageLimit| DefaultBodyLimit::max(l.json);
+    let routes = [
+        ("/v1/search", post(search), limits.search),
+        ("/v1/encode/text", post(encode_text), limits.encode_text),
+        ("/v1/encode/image", post(encode_image), limits.encode_image),
+    ];
+    let other = body_limit(limits.other);
+    let state = Http {
+        service,
+        auth,
+        limits: Arc::new(limits),
+    };
+    let api = routes
+        .into_iter()
+        .fold(Router::new(), |api, (path, route, limit)| {
+            api.route(path, route.layer(body_limit(limit)))
+        })
         .route("/v1/info", get(info))
         .route("/v1/images/{*image_id}", get(image))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
@@ -61,7 +77,7 @@ pub(super) fn router(service: RetrievalService, auth: Auth, max_body: usize) -> 
         .merge(api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(other)
         // The caller's `traceparent` parents the request's span, as for gRPC.
         .layer(TraceContextLayer)
         .with_state(state)
@@ -80,8 +96,13 @@ impl From<ServiceError> for ApiError {
         if code == Code::Internal {
             tracing::error!(error = %e, "internal error");
         }
+        let status = match e {
+            // A body over its limit: the HTTP status for exactly that (429 means "slow down").
+            ServiceError::MessageTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            _ => http_status(code),
+        };
         ApiError {
-            status: http_status(code),
+            status,
             code,
             message: e.to_string(),
         }
@@ -126,17 +147,18 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
     (status, headers, body.to_string()).into_response()
 }
 
-/// A body the server would not read (too large, broken transfer) is answered without reaching
-/// the handlers, like a gRPC message over the size limit.
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
-    body.map_err(|r| ApiError {
-        status: r.status(),
-        code: if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            Code::ResourceExhausted
+/// A body the server would not read: over the route's limit (refused before it is buffered,
+/// like a gRPC message over its method's limit), or a broken transfer.
+fn body(body: Result<Bytes, BytesRejection>, limit: MessageLimit) -> Result<Bytes, ServiceError> {
+    body.map_err(|r| {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ServiceError::MessageTooLarge(refuse_oversized(&limit, None, Wire::Http))
         } else {
-            Code::InvalidArgument
-        },
-        message: format!("cannot read the request body: {}", r.body_text()),
+            ServiceError::InvalidArgument(format!(
+                "cannot read the request body: {}",
+                r.body_text()
+            ))
+        }
     })
 }
 
@@ -160,8 +182,9 @@ async fn search(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (raw, deadline) = (body(raw)?, deadline(&headers));
+    let deadline = deadline(&headers);
     let work = async {
+        let raw = body(raw, h.limits.search)?;
         let req = json::parse::<json::SearchRequest>(&raw)?.into_proto()?;
         h.service.search(req, deadline).await
     };
@@ -174,8 +197,9 @@ async fn encode_text(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (raw, deadline) = (body(raw)?, deadline(&headers));
+    let deadline = deadline(&headers);
     let work = async {
+        let raw = body(raw, h.limits.encode_text)?;
         let req = json::parse::<json::EncodeTextRequest>(&raw)?.into_proto();
         h.service.encode_text(req, deadline).await
     };
@@ -188,8 +212,9 @@ async fn encode_image(
     headers: HeaderMap,
     raw: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (raw, deadline) = (body(raw)?, deadline(&headers));
+    let deadline = deadline(&headers);
     let work = async {
+        let raw = body(raw, h.limits.encode_image)?;
         let req = json::parse::<json::EncodeImageRequest>(&raw)?.into_proto()?;
         h.service.encode_image(req, deadline).await
     };

@@ -114,7 +114,7 @@ async fn a_full_image_lane_leaves_text_search_admitted_and_answered() {
     let c = client(&server).await;
     // Four images of 4096x4096 pixels fill the image lane for as long as they decode (one after
     // another on the decode pool): far longer than the probes and the Search below take.
-    let slow = {
+    let slow_call = || {
         let mut c = c.clone();
         let images = vec![big_png(4096); 4];
         tokio::spawn(async move { c.encode_image(EncodeImageRequest { images }).await })
@@ -128,17 +128,24 @@ async fn a_full_image_lane_leaves_text_search_admitted_and_answered() {
             .await
         }
     };
-    // Wait until the slow call holds the lane: one more image is refused at once.
+    // Wait until the slow call holds the lane: one more image is refused at once. A probe still
+    // holding its one slot when the slow call arrives makes the slow call itself the refused
+    // one (it needs all four): it is then sent again.
     let lane_full = |r: &Result<_, tonic::Status>| matches!(r, Err(e) if e.code() == Code::ResourceExhausted && e.message().contains("queued"));
+    let mut slow = slow_call();
     loop {
         let r = probe().await;
         if lane_full(&r) {
             break;
         }
-        assert!(
-            !slow.is_finished(),
-            "the slow call ended before the lane was seen full"
-        );
+        if slow.is_finished() {
+            let ended = (&mut slow).await.unwrap();
+            assert!(
+                lane_full(&ended),
+                "the slow call ended before the lane was seen full: {ended:?}"
+            );
+            slow = slow_call();
+        }
         tokio::task::yield_now().await;
     }
     let search = SearchRequest {

@@ -2,14 +2,14 @@
 
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use super::common::parse_dtype;
 use crate::image::Pixels;
 use crate::model::kernels::Precision;
 use crate::model::packed::PackedLinear;
-use crate::model::{parse_device, weights, weights_dtype, Encoder, IvtModel};
+use crate::model::{parse_device, weights, weights_dtype, Encoder, IvtConfig, IvtModel};
 use crate::text::{TextTokenizer, Tokenized};
 
 /// Benchmarks.
@@ -65,49 +65,74 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
+/// Runs `ivt bench encode`.
 fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
     let cfg = super::common::preset(&args.preset)?;
     let device = parse_device(&args.device)?;
     let dtype = parse_dtype(&args.dtype)?;
-    let stored = weights_dtype(dtype, &device);
-    let tensors = weights::random_tensors(&cfg, stored, &device, 0)?;
-    let mut model = IvtModel::new(&cfg, VarBuilder::from_tensors(tensors, stored, &device))?;
-    model.prepare_for_inference(dtype)?;
-    let encoder = Encoder::new(
-        model,
-        TextTokenizer::builtin(cfg.max_position_embeddings)?,
-        args.preset.clone(),
-    );
+    let encoder = random_encoder(&args.preset, &cfg, &device, dtype)?;
 
     let matmul_gflops = matmul_gflops(&device, args.seconds.min(3.0))?;
     eprintln!("plain f32 matmul 2048x768 @ 768x3072: {matmul_gflops:.1} GFLOP/s");
-    let mut kernel_gflops = serde_json::Map::new();
-    if device.is_cpu() {
-        for (name, precision) in [("f32", Precision::F32), ("bf16", Precision::Bf16)] {
-            if let Some(g) = packed_gflops(precision, args.seconds.min(3.0))? {
-                eprintln!("packed {name} product, same shape: {g:.1} GFLOP/s");
-                kernel_gflops.insert(name.into(), g.into());
-            }
+    let kernel_gflops = if device.is_cpu() {
+        kernel_gflops(args.seconds.min(3.0))?
+    } else {
+        serde_json::Map::new()
+    };
+    let rows = encode_rows(&args, &cfg, &encoder)?;
+    let report = serde_json::json!({
+        "bench": "encode",
+        "preset": args.preset,
+        "device": args.device,
+        "dtype": args.dtype,
+        "threads": rayon::current_num_threads(),
+        "matmul_gflops": matmul_gflops,
+        "packed_kernel_gflops": kernel_gflops,
+        "image_gflop_per_pass": cfg.image_flops() / 1e9,
+        "text_gflop_per_pass": cfg.text_flops(args.text_tokens) / 1e9,
+        "results": rows,
+    });
+    println!("{report}");
+    Ok(())
+}
+
+/// An encoder of architecture `cfg` with random weights, prepared for inference in `dtype`.
+fn random_encoder(
+    preset: &str,
+    cfg: &IvtConfig,
+    device: &Device,
+    dtype: DType,
+) -> anyhow::Result<Encoder> {
+    let stored = weights_dtype(dtype, device);
+    let tensors = weights::random_tensors(cfg, stored, device, 0)?;
+    let mut model = IvtModel::new(cfg, VarBuilder::from_tensors(tensors, stored, device))?;
+    model.prepare_for_inference(dtype)?;
+    Ok(Encoder::new(
+        model,
+        TextTokenizer::builtin(cfg.max_position_embeddings)?,
+        preset.to_string(),
+    ))
+}
+
+/// GFLOP/s of the packed CPU kernels by precision, for those this CPU runs.
+fn kernel_gflops(seconds: f64) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let mut gflops = serde_json::Map::new();
+    for (name, precision) in [("f32", Precision::F32), ("bf16", Precision::Bf16)] {
+        if let Some(g) = packed_gflops(precision, seconds)? {
+            eprintln!("packed {name} product, same shape: {g:.1} GFLOP/s");
+            gflops.insert(name.into(), g.into());
         }
     }
-    let [h, w] = cfg.image_size;
-    let pixels = Pixels {
-        data: (0..3 * h * w)
-            .map(|i| ((i % 255) as f32 / 127.5) - 1.0)
-            .collect(),
-        height: h,
-        width: w,
-    };
-    let text = Tokenized {
-        ids: (0..args.text_tokens)
-            .map(|i| match i {
-                0 => 101,
-                i if i + 1 == args.text_tokens => 102,
-                i => 1000 + i as u32,
-            })
-            .collect(),
-        truncated: false,
-    };
+    Ok(gflops)
+}
+
+/// Images/s and texts/s (with GFLOP/s) at each batch size, one report row each, also on stderr.
+fn encode_rows(
+    args: &EncodeBenchArgs,
+    cfg: &IvtConfig,
+    encoder: &Encoder,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let (pixels, text) = sample_inputs(cfg, args.text_tokens);
     let mut rows = Vec::new();
     for &bs in &args.batch_sizes {
         let imgs: Vec<&Pixels> = vec![&pixels; bs];
@@ -126,20 +151,30 @@ fn bench_encode(args: EncodeBenchArgs) -> anyhow::Result<()> {
         );
         rows.push(serde_json::json!({"input": "text", "batch": bs, "tokens": args.text_tokens, "per_second": per_s, "gflops": gflops}));
     }
-    let report = serde_json::json!({
-        "bench": "encode",
-        "preset": args.preset,
-        "device": args.device,
-        "dtype": args.dtype,
-        "threads": rayon::current_num_threads(),
-        "matmul_gflops": matmul_gflops,
-        "packed_kernel_gflops": kernel_gflops,
-        "image_gflop_per_pass": cfg.image_flops() / 1e9,
-        "text_gflop_per_pass": cfg.text_flops(args.text_tokens) / 1e9,
-        "results": rows,
-    });
-    println!("{report}");
-    Ok(())
+    Ok(rows)
+}
+
+/// A fixed image at the model's size and a `text_tokens`-long token sequence ([CLS] … [SEP]).
+fn sample_inputs(cfg: &IvtConfig, text_tokens: usize) -> (Pixels, Tokenized) {
+    let [h, w] = cfg.image_size;
+    let pixels = Pixels {
+        data: (0..3 * h * w)
+            .map(|i| ((i % 255) as f32 / 127.5) - 1.0)
+            .collect(),
+        height: h,
+        width: w,
+    };
+    let text = Tokenized {
+        ids: (0..text_tokens)
+            .map(|i| match i {
+                0 => 101,
+                i if i + 1 == text_tokens => 102,
+                i => 1000 + i as u32,
+            })
+            .collect(),
+        truncated: false,
+    };
+    (pixels, text)
 }
 
 /// Inputs per second of `f`, which encodes `batch` inputs, after one warm-up call.

@@ -3,7 +3,7 @@
 //! gallery can then be served (`ivt serve --index ...` or `--gallery-backend milvus`) and
 //! measured with `ivt bench serve`, so that both backends answer the same gallery.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
@@ -57,64 +57,24 @@ pub fn run(args: GalleryBenchArgs) -> anyhow::Result<()> {
         ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} images {per_sec}")
             .context("progress template")?,
     );
-    let batches = (0..args.images).step_by(args.batch.max(1)).map(|start| {
-        let end = (start + args.batch.max(1)).min(args.images);
-        (start..end)
-            .map(|i| {
-                let (person, v) = mixture.sample_with_cluster(&mut rng);
-                let mut r = ImageRecord::new(format!("img-{i:08}"), format!("p{person}"));
-                r.camera_id = Some(format!("cam-{:02}", i % 16));
-                r.captured_at = Utc.timestamp_opt(1_700_000_000 + i as i64 * 7, 0).single();
-                (r, v)
-            })
-            .collect::<Vec<_>>()
-    });
+    let batches = gallery_batches(&args, &mixture, &mut rng);
     let started = Instant::now();
-    let (location, count, extra) = match args.backend.milvus(HnswParams::default())? {
+    let loaded = match args.backend.milvus(HnswParams::default())? {
         Some(config) => {
             let gallery = MilvusGallery::recreate(config, &fingerprint, dim)?;
-            for batch in batches {
-                let n = batch.len();
-                gallery.add(batch)?;
-                bar.inc(n as u64);
-            }
-            gallery.persist()?;
-            let version = gallery.server_version().ok();
-            (
-                gallery.location(),
-                gallery.len(),
-                serde_json::json!({ "milvus_version": version }),
-            )
+            load_milvus(gallery, batches, &bar)?
         }
         None => {
             let out = args
                 .out
                 .as_deref()
                 .context("--out is required with the embedded gallery backend")?;
-            GalleryIndex::discard_pending_builds(out)?;
-            let mut index = GalleryIndex::begin_build(
-                out,
-                &fingerprint,
-                dim,
-                HnswParams::default(),
-                VectorStorage::F32,
-            )?;
-            for batch in batches {
-                let n = batch.len();
-                index.add(batch)?;
-                bar.inc(n as u64);
-            }
-            bar.set_message("building the graph");
-            index.publish()?;
-            (
-                out.display().to_string(),
-                index.len(),
-                serde_json::json!({ "hnsw": index.manifest().hnsw }),
-            )
+            load_embedded(out, &fingerprint, dim, batches, &bar)?
         }
     };
     bar.finish_and_clear();
     let seconds = started.elapsed().as_secs_f64();
+    let (location, count, extra) = loaded;
     let mut report = serde_json::json!({
         "bench": "gallery",
         "gallery": location,
@@ -131,4 +91,83 @@ pub fn run(args: GalleryBenchArgs) -> anyhow::Result<()> {
     }
     println!("{report}");
     Ok(())
+}
+
+/// One add call's images with their embeddings.
+type Batch = Vec<(ImageRecord, Vec<f32>)>;
+
+/// Where the gallery went, its size, and backend facts for the report.
+type Loaded = (String, usize, serde_json::Value);
+
+/// The gallery in `--batch`-sized adds, drawn as they are consumed so that a large gallery is
+/// never held in memory whole: images spread over 16 cameras, 7 s apart.
+fn gallery_batches<'a>(
+    args: &'a GalleryBenchArgs,
+    mixture: &'a Mixture,
+    rng: &'a mut StdRng,
+) -> impl Iterator<Item = Batch> + 'a {
+    (0..args.images)
+        .step_by(args.batch.max(1))
+        .map(move |start| {
+            let end = (start + args.batch.max(1)).min(args.images);
+            (start..end)
+                .map(|i| {
+                    let (person, v) = mixture.sample_with_cluster(rng);
+                    let mut r = ImageRecord::new(format!("img-{i:08}"), format!("p{person}"));
+                    r.camera_id = Some(format!("cam-{:02}", i % 16));
+                    r.captured_at = Utc.timestamp_opt(1_700_000_000 + i as i64 * 7, 0).single();
+                    (r, v)
+                })
+                .collect::<Vec<_>>()
+        })
+}
+
+/// Adds `batches` to a fresh Milvus collection and flushes it.
+fn load_milvus(
+    gallery: MilvusGallery,
+    batches: impl Iterator<Item = Batch>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Loaded> {
+    for batch in batches {
+        let n = batch.len();
+        gallery.add(batch)?;
+        bar.inc(n as u64);
+    }
+    gallery.persist()?;
+    let version = gallery.server_version().ok();
+    Ok((
+        gallery.location(),
+        gallery.len(),
+        serde_json::json!({ "milvus_version": version }),
+    ))
+}
+
+/// Builds an embedded index in `out` from `batches` (replacing one there) and publishes it.
+fn load_embedded(
+    out: &Path,
+    fingerprint: &str,
+    dim: usize,
+    batches: impl Iterator<Item = Batch>,
+    bar: &ProgressBar,
+) -> anyhow::Result<Loaded> {
+    GalleryIndex::discard_pending_builds(out)?;
+    let mut index = GalleryIndex::begin_build(
+        out,
+        fingerprint,
+        dim,
+        HnswParams::default(),
+        VectorStorage::F32,
+    )?;
+    for batch in batches {
+        let n = batch.len();
+        index.add(batch)?;
+        bar.inc(n as u64);
+    }
+    bar.set_message("building the graph");
+    index.publish()?;
+    Ok((
+        out.display().to_string(),
+        index.len(),
+        serde_json::json!({ "hnsw": index.manifest().hnsw }),
+    ))
 }

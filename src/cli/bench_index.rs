@@ -2,7 +2,7 @@
 //! (a mixture of Gaussians, not uniform noise): build time, memory, recall@10 and queries/s.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rand::rngs::StdRng;
@@ -163,44 +163,19 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
         args.vectors, args.dim
     );
 
-    // The build's freed memory out of the baseline, as the reload does with its own.
-    crate::index::release_freed_heap();
-    let before_open = memory();
-    let t = Instant::now();
-    let index = GalleryIndex::open_read_only(&dir, "bench")?;
-    let open_s = t.elapsed().as_secs_f64();
-    let after_open = memory();
-    // HNSW first, exact afterwards: the memory after the HNSW searches is what an HNSW-serving
-    // process holds; exact search then maps every stored embedding on top (a service does that
-    // only for selective filters). Recall is scored once the exact results are known.
-    // Warm-up: thread pool start and first touches of the graph, not counted in any row.
-    measure_hnsw(&index, &queries[..queries.len().min(200)], args.ef[0])?;
-    let mut measured = Vec::new();
-    for &ef in &args.ef {
-        measured.push((ef, measure_hnsw(&index, &queries, ef)?));
-    }
-    let after_search = memory();
-    let exact = measure_exact(&index, &queries)?;
-    let after_exact = memory();
-    let truth = exact.1;
-    let mut rows = Vec::new();
-    for (ef, (qps, found)) in measured {
-        let recall = recall(&found, &truth);
-        eprintln!(
-            "ef {ef:>4}: recall@10 {recall:.4}  {qps:9.1} queries/s  ({:.1}x exact)",
-            qps / exact.0
-        );
-        rows.push(serde_json::json!({"ef": ef, "recall_at_10": recall, "queries_per_second": qps, "speedup_vs_exact": qps / exact.0}));
-    }
-    let index_mib = mib(&after_search, "rss_mib") - mib(&before_open, "rss_mib");
-    let with_exact_mib = mib(&after_exact, "rss_mib") - mib(&before_open, "rss_mib");
+    let m = open_and_search(&dir, &queries, &args.ef)?;
+    let rows = hnsw_rows(&m);
+    let index_mib = mib(&m.after_search, "rss_mib") - mib(&m.before_open, "rss_mib");
+    let with_exact_mib = mib(&m.after_exact, "rss_mib") - mib(&m.before_open, "rss_mib");
     eprintln!(
-        "exact: {:.1} queries/s; open {open_s:.2}s; index memory after HNSW searches {index_mib:.0} MiB \
+        "exact: {:.1} queries/s; open {:.2}s; index memory after HNSW searches {index_mib:.0} MiB \
          = {:.2}x raw f32 ({raw_mib:.0} MiB); {:.2}x once exact search has mapped the embeddings",
-        exact.0,
+        m.exact_qps,
+        m.open_s,
         index_mib / raw_mib,
         with_exact_mib / raw_mib
     );
+    let index = m.index;
     let self_recall = self_recall(&index, 2_000.min(args.vectors))?;
     let report = serde_json::json!({
         "bench": "index",
@@ -208,13 +183,13 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
         "queries": args.queries, "threads": rayon::current_num_threads(),
         "hnsw_params": index.manifest().hnsw, "storage": index.manifest().storage,
         "build_seconds": {"store": store_s, "graph": graph_s},
-        "open_seconds": open_s,
+        "open_seconds": m.open_s,
         "raw_vectors_mib": raw_mib,
-        "memory": {"before_open": before_open, "after_open": after_open, "after_search": after_search,
-                   "after_exact": after_exact,
+        "memory": {"before_open": m.before_open, "after_open": m.after_open, "after_search": m.after_search,
+                   "after_exact": m.after_exact,
                    "index_mib": index_mib, "index_over_raw": index_mib / raw_mib,
                    "with_exact_mib": with_exact_mib, "with_exact_over_raw": with_exact_mib / raw_mib},
-        "exact_queries_per_second": exact.0,
+        "exact_queries_per_second": m.exact_qps,
         "hnsw": rows,
         "self_recall_at_1": self_recall,
     });
@@ -224,6 +199,78 @@ pub fn run(args: IndexBenchArgs) -> anyhow::Result<()> {
         std::fs::remove_dir_all(&tmp)?;
     }
     Ok(())
+}
+
+/// The reopened index, what searching it measured, and resident memory (see [`memory`]) at
+/// each stage.
+struct Measured {
+    index: GalleryIndex,
+    open_s: f64,
+    hnsw: Vec<EfRun>,
+    exact_qps: f64,
+    /// The exact top-k of each query.
+    truth: Vec<HashSet<String>>,
+    before_open: serde_json::Value,
+    after_open: serde_json::Value,
+    after_search: serde_json::Value,
+    after_exact: serde_json::Value,
+}
+
+/// HNSW searches at one `ef`.
+struct EfRun {
+    ef: usize,
+    qps: f64,
+    /// The ids each query found.
+    found: Vec<Vec<String>>,
+}
+
+/// Reopens the built index read-only and runs the queries with HNSW at each `ef`, then exactly.
+fn open_and_search(dir: &Path, queries: &[Vec<f32>], efs: &[usize]) -> anyhow::Result<Measured> {
+    // The build's freed memory out of the baseline, as the reload does with its own.
+    crate::index::release_freed_heap();
+    let before_open = memory();
+    let t = Instant::now();
+    let index = GalleryIndex::open_read_only(dir, "bench")?;
+    let open_s = t.elapsed().as_secs_f64();
+    let after_open = memory();
+    // HNSW first, exact afterwards: the memory after the HNSW searches is what an HNSW-serving
+    // process holds; exact search then maps every stored embedding on top (a service does that
+    // only for selective filters). Recall is scored once the exact results are known.
+    // Warm-up: thread pool start and first touches of the graph, not counted in any row.
+    measure_hnsw(&index, &queries[..queries.len().min(200)], efs[0])?;
+    let mut hnsw = Vec::new();
+    for &ef in efs {
+        let (qps, found) = measure_hnsw(&index, queries, ef)?;
+        hnsw.push(EfRun { ef, qps, found });
+    }
+    let after_search = memory();
+    let (exact_qps, truth) = measure_exact(&index, queries)?;
+    let after_exact = memory();
+    Ok(Measured {
+        index,
+        open_s,
+        hnsw,
+        exact_qps,
+        truth,
+        before_open,
+        after_open,
+        after_search,
+        after_exact,
+    })
+}
+
+/// One report row per `--ef` (recall against the exact results, speed), each also on stderr.
+fn hnsw_rows(m: &Measured) -> Vec<serde_json::Value> {
+    let mut rows = Vec::new();
+    for &EfRun { ef, qps, ref found } in &m.hnsw {
+        let recall = recall(found, &m.truth);
+        eprintln!(
+            "ef {ef:>4}: recall@10 {recall:.4}  {qps:9.1} queries/s  ({:.1}x exact)",
+            qps / m.exact_qps
+        );
+        rows.push(serde_json::json!({"ef": ef, "recall_at_10": recall, "queries_per_second": qps, "speedup_vs_exact": qps / m.exact_qps}));
+    }
+    rows
 }
 
 fn tempfile_dir(args: &IndexBenchArgs) -> anyhow::Result<PathBuf> {
@@ -238,7 +285,7 @@ fn tempfile_dir(args: &IndexBenchArgs) -> anyhow::Result<PathBuf> {
 /// Writes the gallery in chunks, then builds the graph; returns (store, graph) seconds.
 fn build(
     args: &IndexBenchArgs,
-    dir: &std::path::Path,
+    dir: &Path,
     mixture: &Mixture,
     rng: &mut StdRng,
 ) -> anyhow::Result<(f64, f64)> {

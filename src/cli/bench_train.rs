@@ -84,35 +84,14 @@ pub fn run(args: TrainBenchArgs) -> anyhow::Result<()> {
     let device = parse_device(&args.device)?;
     let dir = tempfile::tempdir().context("temporary dataset directory")?;
     let loader = synthetic_loader(&args, &cfg, dir.path())?;
-    let config = TrainConfig {
-        batch_size: args.batch_size,
-        mask_ratio: args.mask_ratio,
-        workers: args.workers.max(1),
-        seed: args.seed,
-        precision: args.precision,
-        ..TrainConfig::default()
-    };
-    let init = weights::random_tensors(&cfg, DType::F32, &device, args.seed)?;
-    let mut trainer = Trainer::new(&cfg, init, config, &device)?;
+    let mut trainer = new_trainer(&args, &cfg, &device)?;
     let lr = 1e-4;
 
     let batch = EpochLoader::start(&loader, 0)
         .next()
         .context("the synthetic dataset gave no batch")??;
     let pairs = batch.labels.len();
-    for _ in 0..args.warmup_steps {
-        trainer.step(&batch, lr)?;
-    }
-    device.synchronize()?;
-    let forward = time_steps(args.steps, &device, || {
-        let loss = trainer.loss(&batch)?;
-        loss.to_scalar::<f32>()?;
-        Ok(())
-    })?;
-    let step = time_steps(args.steps, &device, || {
-        trainer.step(&batch, lr)?;
-        Ok(())
-    })?;
+    let (forward, step) = time_model(&mut trainer, &batch, &args, &device, lr)?;
     let model_pairs_per_s = pairs as f64 / step.as_secs_f64();
     eprintln!(
         "model: forward {:.1} ms, forward+backward+update {:.1} ms per step of {pairs} pairs \
@@ -152,6 +131,46 @@ pub fn run(args: TrainBenchArgs) -> anyhow::Result<()> {
     });
     println!("{report}");
     Ok(())
+}
+
+/// A trainer of `cfg` from random weights, with the flags' batch size, masking, workers, seed
+/// and precision.
+fn new_trainer(args: &TrainBenchArgs, cfg: &IvtConfig, device: &Device) -> anyhow::Result<Trainer> {
+    let config = TrainConfig {
+        batch_size: args.batch_size,
+        mask_ratio: args.mask_ratio,
+        workers: args.workers.max(1),
+        seed: args.seed,
+        precision: args.precision,
+        ..TrainConfig::default()
+    };
+    let init = weights::random_tensors(cfg, DType::F32, device, args.seed)?;
+    Ok(Trainer::new(cfg, init, config, device)?)
+}
+
+/// Mean times of a forward pass (loss only) and of a whole step on one fixed `batch`, after
+/// `--warmup-steps` untimed steps: the model's speed without the data pipeline.
+fn time_model(
+    trainer: &mut Trainer,
+    batch: &MlaBatch,
+    args: &TrainBenchArgs,
+    device: &Device,
+    lr: f64,
+) -> anyhow::Result<(Duration, Duration)> {
+    for _ in 0..args.warmup_steps {
+        trainer.step(batch, lr)?;
+    }
+    device.synchronize()?;
+    let forward = time_steps(args.steps, device, || {
+        let loss = trainer.loss(batch)?;
+        loss.to_scalar::<f32>()?;
+        Ok(())
+    })?;
+    let step = time_steps(args.steps, device, || {
+        trainer.step(batch, lr)?;
+        Ok(())
+    })?;
+    Ok((forward, step))
 }
 
 fn ms(d: Duration) -> f64 {

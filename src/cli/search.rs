@@ -7,7 +7,8 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 
 use super::common::{BackendArgs, ModelArgs};
-use crate::index::{ImageHit, SearchFilter, SearchParams};
+use crate::index::{GalleryBackend, ImageHit, PersonHit, SearchFilter, SearchParams};
+use crate::model::Encoder;
 
 /// Arguments of `ivt search`.
 #[derive(Debug, clap::Args)]
@@ -63,46 +64,7 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     let index = args
         .backend
         .open(args.index.as_deref(), &files.fingerprint()?, encoder.dim())?;
-    let mut exclude_image_ids = Vec::new();
-    let (query, truncated, described) = match (&args.text, &args.image, &args.image_id) {
-        (Some(text), _, _) => {
-            let q = encoder
-                .encode_texts(&[text.as_str()])?
-                .pop()
-                .context("the encoder returned no embedding")?;
-            if q.truncated {
-                tracing::warn!("query truncated to the model's maximum length");
-            }
-            (
-                q.embedding,
-                q.truncated,
-                serde_json::json!({ "query": text }),
-            )
-        }
-        (_, Some(path), _) => {
-            let pixels =
-                crate::image::load(path, &encoder.config().image_spec(), Default::default())
-                    .with_context(|| format!("reading the query image {}", path.display()))?;
-            let embedding = encoder
-                .embed_pixels(&[&pixels])?
-                .pop()
-                .context("the encoder returned no embedding")?;
-            let path = path.display().to_string();
-            (embedding, false, serde_json::json!({ "query_image": path }))
-        }
-        (_, _, Some(id)) => {
-            let (_, embedding) = index
-                .image(id)?
-                .with_context(|| format!("image id `{id}` is not in {}", index.location()))?;
-            exclude_image_ids.push(id.clone());
-            (
-                embedding,
-                false,
-                serde_json::json!({ "query_image_id": id }),
-            )
-        }
-        (None, None, None) => anyhow::bail!("give --text, --image or --image-id"),
-    };
+    let query = Query::from_args(&args, &encoder, index.as_ref())?;
     let params = SearchParams {
         top_k: args.top_k,
         ef: args.ef,
@@ -113,29 +75,19 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
         captured_from: args.from,
         captured_to: args.to,
         exclude_person_ids: args.exclude_persons.clone(),
-        exclude_image_ids,
+        exclude_image_ids: query.exclude_image_ids,
     };
     let results = if args.images {
-        let hits = index.search_images(&query, &params, &filter)?;
+        let hits = index.search_images(&query.embedding, &params, &filter)?;
         serde_json::json!({ "images": hits.iter().map(image_json).collect::<Vec<_>>() })
     } else {
-        let persons = index.search_persons(&query, &params, &filter)?;
-        let persons: Vec<_> = persons
-            .iter()
-            .map(|p| {
-                serde_json::json!({
-                    "person_id": p.person_id,
-                    "score": p.score,
-                    "images": p.images.iter().map(image_json).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
-        serde_json::json!({ "persons": persons })
+        let persons = index.search_persons(&query.embedding, &params, &filter)?;
+        serde_json::json!({ "persons": persons.iter().map(person_json).collect::<Vec<_>>() })
     };
-    let mut out = described;
+    let mut out = query.described;
     let summary = serde_json::json!({
         "gallery": index.location(),
-        "truncated": truncated,
+        "truncated": query.truncated,
         "gallery_size": index.len(),
     });
     if let Some(out) = out.as_object_mut() {
@@ -147,6 +99,81 @@ pub fn run(args: SearchArgs) -> anyhow::Result<()> {
     }
     println!("{out}");
     Ok(())
+}
+
+/// What `ivt search` looks for.
+struct Query {
+    embedding: Vec<f32>,
+    /// The text was cut to the model's maximum length.
+    truncated: bool,
+    /// The query as the output echoes it (`query`, `query_image` or `query_image_id`).
+    described: serde_json::Value,
+    /// A gallery image used as the query is not its own result.
+    exclude_image_ids: Vec<String>,
+}
+
+impl Query {
+    /// Embeds `--text` or `--image`, or looks up `--image-id` in `index`.
+    fn from_args(
+        args: &SearchArgs,
+        encoder: &Encoder,
+        index: &dyn GalleryBackend,
+    ) -> anyhow::Result<Self> {
+        let query = |embedding, truncated, described| Query {
+            embedding,
+            truncated,
+            described,
+            exclude_image_ids: Vec::new(),
+        };
+        match (&args.text, &args.image, &args.image_id) {
+            (Some(text), _, _) => {
+                let q = encoder
+                    .encode_texts(&[text.as_str()])?
+                    .pop()
+                    .context("the encoder returned no embedding")?;
+                if q.truncated {
+                    tracing::warn!("query truncated to the model's maximum length");
+                }
+                let described = serde_json::json!({ "query": text });
+                Ok(query(q.embedding, q.truncated, described))
+            }
+            (_, Some(path), _) => {
+                let pixels =
+                    crate::image::load(path, &encoder.config().image_spec(), Default::default())
+                        .with_context(|| format!("reading the query image {}", path.display()))?;
+                let embedding = encoder
+                    .embed_pixels(&[&pixels])?
+                    .pop()
+                    .context("the encoder returned no embedding")?;
+                let path = path.display().to_string();
+                Ok(query(
+                    embedding,
+                    false,
+                    serde_json::json!({ "query_image": path }),
+                ))
+            }
+            (_, _, Some(id)) => {
+                let (_, embedding) = index
+                    .image(id)?
+                    .with_context(|| format!("image id `{id}` is not in {}", index.location()))?;
+                let described = serde_json::json!({ "query_image_id": id });
+                Ok(Query {
+                    exclude_image_ids: vec![id.clone()],
+                    ..query(embedding, false, described)
+                })
+            }
+            (None, None, None) => anyhow::bail!("give --text, --image or --image-id"),
+        }
+    }
+}
+
+/// A person hit: id, score and their image hits.
+fn person_json(p: &PersonHit) -> serde_json::Value {
+    serde_json::json!({
+        "person_id": p.person_id,
+        "score": p.score,
+        "images": p.images.iter().map(image_json).collect::<Vec<_>>(),
+    })
 }
 
 /// An image hit with its metadata flattened next to the score.

@@ -254,16 +254,29 @@ fn list(items: &[String]) -> String {
     }
 }
 
-/// One caption of `p` as seen in `view`.
-pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
-    let pro = pronouns(p);
-    let subj = subject(p, rng);
+/// What one caption mentions, each phrase drawn already; annotators leave things out, so most
+/// are sometimes missing.
+struct Mentions {
+    subject: String,
+    hair: Option<String>,
+    bald: bool,
+    upper: String,
+    lower: Option<String>,
+    shoes: Option<String>,
+    bag: Option<String>,
+    hat: Option<String>,
+    glasses: Option<&'static str>,
+    extras: Vec<String>,
+}
+
+fn mentions<R: Rng>(p: &Person, view: View, pro: &Pronouns, rng: &mut R) -> Mentions {
+    let subject = subject(p, rng);
     let hair = hair(p, rng).filter(|_| rng.random_bool(0.75));
     let bald = p.hair_length == HairLength::Bald && rng.random_bool(0.6);
     let upper = upper(p, rng, view);
     let lower = Some(lower(p, rng)).filter(|_| rng.random_bool(0.92));
     let shoes = Some(shoes(p, rng)).filter(|_| rng.random_bool(0.6));
-    let bag = bag(p, rng, &pro).filter(|_| rng.random_bool(0.9));
+    let bag = bag(p, rng, pro).filter(|_| rng.random_bool(0.9));
     let hat = hat(p, rng).filter(|_| rng.random_bool(0.85));
     let glasses = (p.glasses && view != View::Back && rng.random_bool(0.8)).then(|| {
         pick(
@@ -272,60 +285,41 @@ pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
         )
     });
     let extras = extras(p, rng, view);
+    Mentions {
+        subject,
+        hair,
+        bald,
+        upper,
+        lower,
+        shoes,
+        bag,
+        hat,
+        glasses,
+        extras,
+    }
+}
+
+/// One caption of `p` as seen in `view`.
+pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
+    let pro = pronouns(p);
+    let m = mentions(p, view, &pro, rng);
 
     // Clothes: what the person wears, in a random order of garments.
-    let mut worn: Vec<String> = vec![upper];
-    worn.extend(lower);
+    let mut worn: Vec<String> = vec![m.upper];
+    worn.extend(m.lower);
     if rng.random_bool(0.5) {
-        worn.extend(shoes.clone());
+        worn.extend(m.shoes.clone());
     }
     if rng.random_bool(0.3) {
         worn.reverse();
     }
-    let shoes_later = shoes.filter(|s| !worn.contains(s));
+    let shoes_later = m.shoes.filter(|s| !worn.contains(s));
     let mut accessories: Vec<String> = Vec::new();
-    accessories.extend(hat);
-    accessories.extend(glasses.map(String::from));
+    accessories.extend(m.hat);
+    accessories.extend(m.glasses.map(String::from));
 
-    let mut sentences: Vec<String> = Vec::new();
-    let wear_verb = pick(
-        rng,
-        &[
-            "is wearing",
-            "wears",
-            "is dressed in",
-            "has on",
-            "is wearing",
-        ],
-    );
-    // First sentence: subject (+ hair) + clothes, in one of a few shapes.
-    match rng.random_range(0..4) {
-        0 => {
-            let hair = hair
-                .as_ref()
-                .map(|h| format!(" with {h}"))
-                .unwrap_or_default();
-            sentences.push(format!("{subj}{hair} {wear_verb} {}", list(&worn)));
-        }
-        1 => {
-            sentences.push(format!("{subj} in {}", list(&worn)));
-            if let Some(h) = &hair {
-                sentences.push(format!("{} has {h}", pro.subject));
-            }
-        }
-        2 if hair.is_some() => {
-            let h = hair.clone().unwrap_or_default();
-            sentences.push(format!("{subj} has {h}"));
-            sentences.push(format!("{} {wear_verb} {}", pro.subject, list(&worn)));
-        }
-        _ => {
-            sentences.push(format!("{subj} {wear_verb} {}", list(&worn)));
-            if let Some(h) = &hair {
-                sentences.push(format!("{} has {h}", pro.subject));
-            }
-        }
-    }
-    if bald {
+    let mut sentences = opening(&m.subject, m.hair.as_deref(), &worn, &pro, rng);
+    if m.bald {
         sentences.push(format!(
             "{} {}",
             pro.subject,
@@ -339,6 +333,64 @@ pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
             pick(rng, &["has on {s}", "is wearing {s}", "wears {s}"]).replace("{s}", &s)
         ));
     }
+    sentences.extend(closing(m.bag, &accessories, m.extras, &pro, rng));
+    join_sentences(&sentences)
+}
+
+/// The first sentence or two: subject (+ hair) + clothes, in one of a few shapes.
+fn opening<R: Rng>(
+    subj: &str,
+    hair: Option<&str>,
+    worn: &[String],
+    pro: &Pronouns,
+    rng: &mut R,
+) -> Vec<String> {
+    let wear_verb = pick(
+        rng,
+        &[
+            "is wearing",
+            "wears",
+            "is dressed in",
+            "has on",
+            "is wearing",
+        ],
+    );
+    let mut sentences = Vec::new();
+    match rng.random_range(0..4) {
+        0 => {
+            let hair = hair.map(|h| format!(" with {h}")).unwrap_or_default();
+            sentences.push(format!("{subj}{hair} {wear_verb} {}", list(worn)));
+        }
+        1 => {
+            sentences.push(format!("{subj} in {}", list(worn)));
+            if let Some(h) = hair {
+                sentences.push(format!("{} has {h}", pro.subject));
+            }
+        }
+        2 if hair.is_some() => {
+            let h = hair.unwrap_or_default();
+            sentences.push(format!("{subj} has {h}"));
+            sentences.push(format!("{} {wear_verb} {}", pro.subject, list(worn)));
+        }
+        _ => {
+            sentences.push(format!("{subj} {wear_verb} {}", list(worn)));
+            if let Some(h) = hair {
+                sentences.push(format!("{} has {h}", pro.subject));
+            }
+        }
+    }
+    sentences
+}
+
+/// The bag, accessories and extras as clauses in random order, joined into one or two
+/// sentences (none when there is nothing to add).
+fn closing<R: Rng>(
+    bag: Option<String>,
+    accessories: &[String],
+    extras: Vec<String>,
+    pro: &Pronouns,
+    rng: &mut R,
+) -> Vec<String> {
     let mut tail: Vec<String> = Vec::new();
     if let Some(b) = bag {
         let verb = pick(rng, &["is carrying", "carries", "has", "is carrying"]);
@@ -346,11 +398,11 @@ pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
     }
     if !accessories.is_empty() {
         let verb = pick(rng, &["is wearing", "wears", "is also wearing"]);
-        tail.push(format!("{verb} {}", list(&accessories)));
+        tail.push(format!("{verb} {}", list(accessories)));
     }
     tail.extend(extras.into_iter().map(|e| format!("is {e}")));
     tail.shuffle(rng);
-    // Join the remaining clauses into one or two sentences.
+    let mut sentences = Vec::new();
     if !tail.is_empty() {
         let split = if tail.len() > 1 && rng.random_bool(0.5) {
             rng.random_range(1..tail.len())
@@ -363,6 +415,11 @@ pub fn caption<R: Rng>(p: &Person, view: View, rng: &mut R) -> String {
             sentences.push(format!("{} {}", pro.subject, list(b)));
         }
     }
+    sentences
+}
+
+/// Capitalised sentences with full stops, at most four.
+fn join_sentences(sentences: &[String]) -> String {
     let mut text = String::new();
     for s in sentences.iter().take(4) {
         if !text.is_empty() {

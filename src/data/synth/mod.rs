@@ -155,67 +155,13 @@ impl SynthDataset {
     pub fn plan(options: &SynthOptions) -> Result<Self, SynthError> {
         options.validate()?;
         let mut rng = StdRng::seed_from_u64(stream(options.seed, u64::MAX, 0, 0));
-        let mut seen = HashSet::new();
-        let mut people = Vec::with_capacity(options.identities);
-        while people.len() < options.identities {
-            let p = Person::random(&mut rng);
-            // Identities differ in what captions can say, not only in skin tone.
-            let key = Person {
-                skin: 0,
-                ..p.clone()
-            };
-            if seen.insert(key) {
-                people.push(p);
-            }
-        }
-        let mut order: Vec<usize> = (0..options.identities).collect();
-        order.shuffle(&mut rng);
-        let mut splits = vec![Split::Train; options.identities];
-        for (rank, &i) in order.iter().enumerate() {
-            splits[i] = if rank < options.test_identities {
-                Split::Test
-            } else if rank < options.test_identities + options.val_identities {
-                Split::Val
-            } else {
-                Split::Train
-            };
-        }
+        let people = distinct_people(options.identities, &mut rng);
+        let splits = assign_splits(options, &mut rng);
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 8, 0, 0).single();
         let start = start.unwrap_or(DateTime::<Utc>::MIN_UTC);
         let mut images = Vec::with_capacity(options.identities * options.images_per_identity);
         for (i, person) in people.iter().enumerate() {
-            let mut rng = StdRng::seed_from_u64(stream(options.seed, i as u64, 0, 1));
-            let mut views = [View::Front, View::Back, View::Side(rng.random_bool(0.5))];
-            views.shuffle(&mut rng);
-            let first_seen = start + Duration::minutes(rng.random_range(0..60 * 24 * 30));
-            let mut camera = rng.random_range(1..=6u8);
-            for shot in 0..options.images_per_identity {
-                let mut view = views[shot % views.len()];
-                if let View::Side(_) = view {
-                    view = View::Side(rng.random_bool(0.5));
-                }
-                if shot > 0 {
-                    camera = (camera + rng.random_range(0..5u8)) % 6 + 1;
-                }
-                let captured_at =
-                    first_seen + Duration::seconds(shot as i64 * rng.random_range(20..400));
-                let person_id = i as u32 + 1;
-                let split = splits[i];
-                let captions = (0..2)
-                    .map(|_| captions::caption(person, view, &mut rng))
-                    .collect();
-                images.push(SynthImage {
-                    person: i,
-                    person_id,
-                    shot,
-                    split,
-                    camera,
-                    view,
-                    captured_at,
-                    file: format!("{split}/{person_id:05}_c{camera}_{shot:02}.jpg"),
-                    captions,
-                });
-            }
+            images.extend(plan_shots(options, i, person, splits[i], start));
         }
         Ok(Self {
             options: options.clone(),
@@ -268,6 +214,27 @@ impl SynthDataset {
             let dir = out.join("imgs").join(split.to_string());
             std::fs::create_dir_all(&dir).map_err(|source| SynthError::Io { path: dir, source })?;
         }
+        self.write_images(out, &chosen, progress)?;
+        write_annotation(out, &chosen)?;
+        write_manifests(out, splits, &chosen)?;
+        Ok(SynthSummary {
+            out: out.to_path_buf(),
+            images: chosen.len(),
+            identities: chosen
+                .iter()
+                .map(|(_, im)| im.person)
+                .collect::<HashSet<_>>()
+                .len(),
+        })
+    }
+
+    /// Renders `chosen` in parallel into `out/imgs/…` as JPEG (quality 92).
+    fn write_images(
+        &self,
+        out: &Path,
+        chosen: &[(usize, &SynthImage)],
+        progress: &indicatif::ProgressBar,
+    ) -> Result<(), SynthError> {
         progress.set_length(chosen.len() as u64);
         chosen.par_iter().try_for_each(|&(i, im)| {
             let path = out.join("imgs").join(&im.file);
@@ -284,48 +251,128 @@ impl SynthDataset {
             write_atomic(&path, &bytes)?;
             progress.inc(1);
             Ok::<_, SynthError>(())
-        })?;
-
-        let annotation: Vec<serde_json::Value> = chosen
-            .iter()
-            .map(|(_, im)| {
-                serde_json::json!({
-                    "split": im.split,
-                    "captions": im.captions,
-                    "file_path": im.file,
-                    "id": im.person_id,
-                })
-            })
-            .collect();
-        let json =
-            serde_json::to_vec(&annotation).map_err(|e| SynthError::Options(e.to_string()))?;
-        write_atomic(&out.join("reid_raw.json"), &json)?;
-        for split in splits {
-            let mut lines = Vec::new();
-            for (_, im) in chosen.iter().filter(|(_, im)| im.split == *split) {
-                let line = serde_json::json!({
-                    "path": format!("imgs/{}", im.file),
-                    "image_id": im.file,
-                    "person_id": im.person_id.to_string(),
-                    "camera_id": im.camera.to_string(),
-                    "captured_at": im.captured_at.to_rfc3339(),
-                    "view": im.view.name(),
-                    "caption": im.captions.first().cloned().unwrap_or_default(),
-                });
-                let _ = writeln!(lines, "{line}");
-            }
-            write_atomic(&out.join(format!("{split}.jsonl")), &lines)?;
-        }
-        Ok(SynthSummary {
-            out: out.to_path_buf(),
-            images: chosen.len(),
-            identities: chosen
-                .iter()
-                .map(|(_, im)| im.person)
-                .collect::<HashSet<_>>()
-                .len(),
         })
     }
+}
+
+/// `out/reid_raw.json`: the CUHK-PEDES annotation of `chosen`.
+fn write_annotation(out: &Path, chosen: &[(usize, &SynthImage)]) -> Result<(), SynthError> {
+    let annotation: Vec<serde_json::Value> = chosen
+        .iter()
+        .map(|(_, im)| {
+            serde_json::json!({
+                "split": im.split,
+                "captions": im.captions,
+                "file_path": im.file,
+                "id": im.person_id,
+            })
+        })
+        .collect();
+    let json = serde_json::to_vec(&annotation).map_err(|e| SynthError::Options(e.to_string()))?;
+    write_atomic(&out.join("reid_raw.json"), &json)
+}
+
+/// `out/<split>.jsonl`: one gallery manifest line per image of each split (first caption).
+fn write_manifests(
+    out: &Path,
+    splits: &[Split],
+    chosen: &[(usize, &SynthImage)],
+) -> Result<(), SynthError> {
+    for split in splits {
+        let mut lines = Vec::new();
+        for (_, im) in chosen.iter().filter(|(_, im)| im.split == *split) {
+            let line = serde_json::json!({
+                "path": format!("imgs/{}", im.file),
+                "image_id": im.file,
+                "person_id": im.person_id.to_string(),
+                "camera_id": im.camera.to_string(),
+                "captured_at": im.captured_at.to_rfc3339(),
+                "view": im.view.name(),
+                "caption": im.captions.first().cloned().unwrap_or_default(),
+            });
+            let _ = writeln!(lines, "{line}");
+        }
+        write_atomic(&out.join(format!("{split}.jsonl")), &lines)?;
+    }
+    Ok(())
+}
+
+/// `n` identities that differ in what captions can say, not only in skin tone.
+fn distinct_people(n: usize, rng: &mut StdRng) -> Vec<Person> {
+    let mut seen = HashSet::new();
+    let mut people = Vec::with_capacity(n);
+    while people.len() < n {
+        let p = Person::random(rng);
+        let key = Person {
+            skin: 0,
+            ..p.clone()
+        };
+        if seen.insert(key) {
+            people.push(p);
+        }
+    }
+    people
+}
+
+/// Each identity's split: a random `test_identities` go to test, the next `val_identities`
+/// to validation, the rest to training.
+fn assign_splits(options: &SynthOptions, rng: &mut StdRng) -> Vec<Split> {
+    let mut order: Vec<usize> = (0..options.identities).collect();
+    order.shuffle(rng);
+    let mut splits = vec![Split::Train; options.identities];
+    for (rank, &i) in order.iter().enumerate() {
+        splits[i] = if rank < options.test_identities {
+            Split::Test
+        } else if rank < options.test_identities + options.val_identities {
+            Split::Val
+        } else {
+            Split::Train
+        };
+    }
+    splits
+}
+
+/// The images of identity `i`: views cycle through a shuffled front/back/side, cameras change
+/// from shot to shot, and time moves on from the first sighting (within 30 days of `start`).
+fn plan_shots(
+    options: &SynthOptions,
+    i: usize,
+    person: &Person,
+    split: Split,
+    start: DateTime<Utc>,
+) -> Vec<SynthImage> {
+    let mut rng = StdRng::seed_from_u64(stream(options.seed, i as u64, 0, 1));
+    let mut views = [View::Front, View::Back, View::Side(rng.random_bool(0.5))];
+    views.shuffle(&mut rng);
+    let first_seen = start + Duration::minutes(rng.random_range(0..60 * 24 * 30));
+    let mut camera = rng.random_range(1..=6u8);
+    let mut images = Vec::with_capacity(options.images_per_identity);
+    for shot in 0..options.images_per_identity {
+        let mut view = views[shot % views.len()];
+        if let View::Side(_) = view {
+            view = View::Side(rng.random_bool(0.5));
+        }
+        if shot > 0 {
+            camera = (camera + rng.random_range(0..5u8)) % 6 + 1;
+        }
+        let captured_at = first_seen + Duration::seconds(shot as i64 * rng.random_range(20..400));
+        let person_id = i as u32 + 1;
+        let captions = (0..2)
+            .map(|_| captions::caption(person, view, &mut rng))
+            .collect();
+        images.push(SynthImage {
+            person: i,
+            person_id,
+            shot,
+            split,
+            camera,
+            view,
+            captured_at,
+            file: format!("{split}/{person_id:05}_c{camera}_{shot:02}.jpg"),
+            captions,
+        });
+    }
+    images
 }
 
 /// What [`SynthDataset::write`] wrote.

@@ -249,130 +249,52 @@ pub const SKIN: [[u8; 3]; 5] = [
     [100, 70, 50],
 ];
 
+/// One of `options`, uniformly (repeats weight an option).
+fn one_of<R: Rng, T: Copy>(rng: &mut R, options: &[T]) -> T {
+    // `options` is never empty; the fallback only spares an unwrap.
+    *options.choose(rng).unwrap_or(&options[0])
+}
+
 impl Person {
     /// Draws a random identity.
     pub fn random<R: Rng>(rng: &mut R) -> Person {
-        let build = *[
-            Build::Man,
-            Build::Man,
-            Build::Woman,
-            Build::Woman,
-            Build::Child,
-        ]
-        .choose(rng)
-        .unwrap_or(&Build::Man);
+        use Build::{Child, Man, Woman};
+        let build = one_of(rng, &[Man, Man, Woman, Woman, Child]);
         let female = match build {
-            Build::Man => false,
-            Build::Woman => true,
-            Build::Child => rng.random_bool(0.5),
+            Man => false,
+            Woman => true,
+            Child => rng.random_bool(0.5),
         };
-        let hair_length = match (female, rng.random_range(0..10)) {
-            (true, 0..=6) => HairLength::Long,
-            (true, _) => HairLength::Short,
-            (false, 0) => HairLength::Bald,
-            (false, 1) => HairLength::Long,
-            (false, _) => HairLength::Short,
-        };
-        let hair_style = if hair_length == HairLength::Long {
-            *[
-                HairStyle::Loose,
-                HairStyle::Loose,
-                HairStyle::Ponytail,
-                HairStyle::Bun,
-            ]
-            .choose(rng)
-            .unwrap_or(&HairStyle::Loose)
-        } else {
-            HairStyle::Loose
-        };
-        let hair_colour = *[
-            Colour::Black,
-            Colour::Black,
-            Colour::Brown,
-            Colour::Brown,
-            Colour::Yellow,
-            Colour::Grey,
-            Colour::Red,
-        ]
-        .choose(rng)
-        .unwrap_or(&Colour::Black);
-        let upper = *[
-            UpperKind::TShirt,
-            UpperKind::TShirt,
-            UpperKind::Shirt,
-            UpperKind::Sweater,
-            UpperKind::Jacket,
-            UpperKind::Coat,
-        ]
-        .choose(rng)
-        .unwrap_or(&UpperKind::TShirt);
-        let upper_colour = garment_colour(rng);
-        let pattern = match rng.random_range(0..10) {
-            0..=5 => Pattern::Plain,
-            6 | 7 => Pattern::Stripes(other_colour(rng, upper_colour)),
-            _ => Pattern::Logo(other_colour(rng, upper_colour)),
-        };
-        let lower = if female {
-            *[
-                LowerKind::Trousers,
-                LowerKind::Jeans,
-                LowerKind::Shorts,
-                LowerKind::Skirt,
-                LowerKind::Skirt,
-            ]
-            .choose(rng)
-            .unwrap_or(&LowerKind::Trousers)
-        } else {
-            *[
-                LowerKind::Trousers,
-                LowerKind::Trousers,
-                LowerKind::Jeans,
-                LowerKind::Shorts,
-            ]
-            .choose(rng)
-            .unwrap_or(&LowerKind::Trousers)
-        };
-        let lower_colour = if lower == LowerKind::Jeans && rng.random_bool(0.6) {
-            Colour::Blue
-        } else {
-            garment_colour(rng)
-        };
-        let shoes = *[
-            Colour::Black,
-            Colour::Black,
-            Colour::White,
-            Colour::White,
-            Colour::Brown,
-            Colour::Grey,
-            Colour::Red,
-            Colour::Blue,
-        ]
-        .choose(rng)
-        .unwrap_or(&Colour::Black);
-        let bag = match rng.random_range(0..10) {
-            0..=2 => None,
-            n => Some(Bag {
-                kind: match n {
-                    3..=5 => BagKind::Backpack,
-                    6 | 7 => BagKind::ShoulderBag,
-                    _ => BagKind::Handbag,
-                },
-                colour: garment_colour(rng),
-                side: if rng.random_bool(0.5) {
-                    Side::Left
-                } else {
-                    Side::Right
-                },
-            }),
-        };
-        let hat = rng.random_bool(0.25).then(|| {
-            let kind = if rng.random_bool(0.5) {
-                HatKind::Cap
-            } else {
-                HatKind::Beanie
-            };
-            (kind, garment_colour(rng))
-        });
+        let (hair_length, hair_style) = random_hair(female, rng);
+        let hair_colour = one_of(
+            rng,
+            &[
+                Colour::Black,
+                Colour::Black,
+                Colour::Brown,
+                Colour::Brown,
+                Colour::Yellow,
+                Colour::Grey,
+                Colour::Red,
+            ],
+        );
+        let (upper, upper_colour, pattern) = random_upper(rng);
+        let (lower, lower_colour) = random_lower(female, rng);
+        let shoes = one_of(
+            rng,
+            &[
+                Colour::Black,
+                Colour::Black,
+                Colour::White,
+                Colour::White,
+                Colour::Brown,
+                Colour::Grey,
+                Colour::Red,
+                Colour::Blue,
+            ],
+        );
+        let bag = random_bag(rng);
+        let hat = random_hat(rng);
         Person {
             build,
             female,
@@ -393,4 +315,84 @@ impl Person {
             phone: rng.random_bool(0.15),
         }
     }
+}
+
+/// Hair length by sex (long for most women, bald or long for a few men), and how long hair is
+/// worn.
+fn random_hair<R: Rng>(female: bool, rng: &mut R) -> (HairLength, HairStyle) {
+    let length = match (female, rng.random_range(0..10)) {
+        (true, 0..=6) => HairLength::Long,
+        (true, _) => HairLength::Short,
+        (false, 0) => HairLength::Bald,
+        (false, 1) => HairLength::Long,
+        (false, _) => HairLength::Short,
+    };
+    let style = if length == HairLength::Long {
+        use HairStyle::{Bun, Loose, Ponytail};
+        one_of(rng, &[Loose, Loose, Ponytail, Bun])
+    } else {
+        HairStyle::Loose
+    };
+    (length, style)
+}
+
+/// The upper garment, its colour and its pattern (in another colour).
+fn random_upper<R: Rng>(rng: &mut R) -> (UpperKind, Colour, Pattern) {
+    use UpperKind::{Coat, Jacket, Shirt, Sweater, TShirt};
+    let upper = one_of(rng, &[TShirt, TShirt, Shirt, Sweater, Jacket, Coat]);
+    let colour = garment_colour(rng);
+    let pattern = match rng.random_range(0..10) {
+        0..=5 => Pattern::Plain,
+        6 | 7 => Pattern::Stripes(other_colour(rng, colour)),
+        _ => Pattern::Logo(other_colour(rng, colour)),
+    };
+    (upper, colour, pattern)
+}
+
+/// The lower garment (skirts for women and girls only) and its colour (jeans mostly blue).
+fn random_lower<R: Rng>(female: bool, rng: &mut R) -> (LowerKind, Colour) {
+    use LowerKind::{Jeans, Shorts, Skirt, Trousers};
+    let lower = if female {
+        one_of(rng, &[Trousers, Jeans, Shorts, Skirt, Skirt])
+    } else {
+        one_of(rng, &[Trousers, Trousers, Jeans, Shorts])
+    };
+    let colour = if lower == Jeans && rng.random_bool(0.6) {
+        Colour::Blue
+    } else {
+        garment_colour(rng)
+    };
+    (lower, colour)
+}
+
+/// No bag for 30% of people; otherwise a backpack, shoulder bag or handbag on one side.
+fn random_bag<R: Rng>(rng: &mut R) -> Option<Bag> {
+    match rng.random_range(0..10) {
+        0..=2 => None,
+        n => Some(Bag {
+            kind: match n {
+                3..=5 => BagKind::Backpack,
+                6 | 7 => BagKind::ShoulderBag,
+                _ => BagKind::Handbag,
+            },
+            colour: garment_colour(rng),
+            side: if rng.random_bool(0.5) {
+                Side::Left
+            } else {
+                Side::Right
+            },
+        }),
+    }
+}
+
+/// A cap or beanie on a quarter of people.
+fn random_hat<R: Rng>(rng: &mut R) -> Option<(HatKind, Colour)> {
+    rng.random_bool(0.25).then(|| {
+        let kind = if rng.random_bool(0.5) {
+            HatKind::Cap
+        } else {
+            HatKind::Beanie
+        };
+        (kind, garment_colour(rng))
+    })
 }

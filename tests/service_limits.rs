@@ -160,3 +160,53 @@ async fn a_full_image_lane_leaves_text_search_admitted_and_answered() {
     slow.abort();
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_responses_are_cut_to_the_response_limit() {
+    use ivt::index::MAX_PATH_BYTES;
+    use ivt::proto::{AddImageRequest, GroupBy};
+    use prost::Message;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&tmp.path().join("g"));
+    // Room for about three of the ten results below, each carrying a path at the record limit.
+    let max = 3 * MAX_PATH_BYTES + 2_000;
+    cfg.limits.max_response_bytes = max;
+    let server = serve(cfg).await;
+    let mut c = client(&server).await;
+    let adds: Vec<AddImageRequest> = (0..10)
+        .map(|i| AddImageRequest {
+            image: png(900 + i, 32, 64),
+            image_id: format!("img-{i}"),
+            person_id: format!("p-{i}"),
+            path: format!("/{}", "p".repeat(MAX_PATH_BYTES - 1)),
+            ..Default::default()
+        })
+        .collect();
+    c.add_images(tokio_stream::iter(adds)).await.unwrap();
+    let search = |top_k: u32| SearchRequest {
+        text: "a woman in a red coat".into(),
+        top_k,
+        group_by: GroupBy::Image as i32,
+        ..Default::default()
+    };
+    let cut = c.search(search(10)).await.unwrap().into_inner();
+    assert!(cut.results_cut, "not cut: {} results", cut.results.len());
+    assert!(cut.encoded_len() <= max, "{} > {max}", cut.encoded_len());
+    let kept = cut.results.len();
+    assert!((1..10).contains(&kept), "{kept} results kept");
+    // What was kept is the best of the ranking: asking for that many answers the same, uncut.
+    let fits = c.search(search(kept as u32)).await.unwrap().into_inner();
+    assert!(!fits.results_cut);
+    let ids = |r: &ivt::proto::SearchResponse| -> Vec<String> {
+        r.results.iter().map(|x| x.image_id.clone()).collect()
+    };
+    assert_eq!(ids(&cut), ids(&fits));
+    // The limit is published.
+    let info = c
+        .info(ivt::proto::InfoRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.limits.unwrap().max_response_bytes, max as u64);
+    server.shutdown().await.unwrap();
+}

@@ -13,6 +13,7 @@ use crate::ingest::demo::ensure_demo_index;
 use crate::model::{parse_device, Encoder};
 use crate::service::{
     self, BatchConfig, ConnectionLimits, Limits, RunningServer, ServiceConfig, TlsFiles,
+    DEFAULT_MAX_RESPONSE_BYTES,
 };
 
 /// Arguments of `ivt serve`. Every flag can also be set from the environment variable named in
@@ -95,6 +96,11 @@ pub struct ServeArgs {
     /// Most images per AddImages call (the call is one durable index write).
     #[arg(long, env = "IVT_MAX_ADD_BATCH", default_value_t = 256)]
     pub max_add_batch: usize,
+    /// Largest encoded Search response in bytes: the lowest-ranked results beyond it are left
+    /// out and the response sets `results_cut`. The default stays under the 4 MiB that gRPC
+    /// clients accept by default.
+    #[arg(long, env = "IVT_MAX_RESPONSE_BYTES", default_value_t = DEFAULT_MAX_RESPONSE_BYTES)]
+    pub max_response_bytes: usize,
     /// Most client connections open at once on each port (gRPC, HTTP); one more is closed as
     /// soon as it is accepted (logged, and counted in ivt_limit_rejections_total).
     #[arg(long, env = "IVT_MAX_CONNECTIONS", default_value_t = 1024)]
@@ -153,6 +159,7 @@ impl ServeArgs {
                 .max_decode_pixels
                 .unwrap_or(self.max_image_pixels.saturating_mul(4)),
             max_add_batch: self.max_add_batch,
+            max_response_bytes: self.max_response_bytes,
         };
         config.connections = ConnectionLimits {
             max_connections: self.max_connections,

@@ -32,7 +32,13 @@ pub struct Limits {
     pub max_decode_pixels: u64,
     /// Most images per AddImages call.
     pub max_add_batch: usize,
+    /// Largest encoded Search response: lower-ranked results beyond it are left out and the
+    /// response says so (`results_cut`), so a client's receive limit is never hit.
+    pub max_response_bytes: usize,
 }
+
+/// Default `max_response_bytes`: under the 4 MiB that gRPC clients accept by default.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4_000_000;
 
 impl Default for Limits {
     fn default() -> Self {
@@ -46,6 +52,7 @@ impl Default for Limits {
             max_image_pixels: crate::image::DEFAULT_MAX_PIXELS,
             max_decode_pixels: 4 * crate::image::DEFAULT_MAX_PIXELS,
             max_add_batch: 256,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }

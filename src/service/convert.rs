@@ -160,6 +160,34 @@ pub fn results(ranked: Ranked) -> Vec<proto::SearchResult> {
     }
 }
 
+/// Leaves out the lowest-ranked results of `response` until it encodes in at most `max` bytes,
+/// and says so in `results_cut`: a gallery's metadata is bounded per record, but a top_k of
+/// persons with their matching images could still outgrow what a client accepts.
+pub fn fit_response(response: &mut proto::SearchResponse, max: usize) {
+    use prost::Message;
+    let total = response.encoded_len();
+    if total <= max {
+        return;
+    }
+    let sizes: Vec<usize> = response
+        .results
+        .iter()
+        .map(|r| prost::encoding::message::encoded_len(1, r))
+        .collect();
+    let mut size = total - sizes.iter().sum::<usize>();
+    let keep = sizes
+        .iter()
+        .take_while(|&&n| {
+            size += n;
+            size <= max
+        })
+        .count();
+    response.results.truncate(keep);
+    response.results_cut = true;
+    // `results_cut` itself adds two bytes to the encoding.
+    while response.encoded_len() > max && response.results.pop().is_some() {}
+}
+
 fn person_result(hit: PersonHit) -> proto::SearchResult {
     let images: Vec<proto::ImageMatch> = hit.images.into_iter().map(image_match).collect();
     let best = images.first().cloned().unwrap_or_default();

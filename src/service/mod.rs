@@ -36,7 +36,9 @@ mod server;
 pub mod telemetry;
 mod worker;
 
-pub use config::{BatchConfig, ConnectionLimits, Limits, ServiceConfig, TlsFiles};
+pub use config::{
+    BatchConfig, ConnectionLimits, Limits, ServiceConfig, TlsFiles, DEFAULT_MAX_RESPONSE_BYTES,
+};
 pub use error::ServiceError;
 pub use server::{bind, shutdown_signal, RunningServer};
 

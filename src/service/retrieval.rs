@@ -201,12 +201,15 @@ impl RetrievalService {
             .await?;
         let search = search_start.elapsed();
         metrics::stage("search", search);
-        Ok(proto::SearchResponse {
+        let mut response = proto::SearchResponse {
             results: convert::results(ranked),
             timing: Some(convert::timing(&embedded, search, start.elapsed())),
             truncated: embedded.truncated.first().copied().unwrap_or(false),
             gallery_size: gallery_size as u64,
-        })
+            results_cut: false,
+        };
+        convert::fit_response(&mut response, self.shared.limits.max_response_bytes);
+        Ok(response)
     }
 
     /// Embeds texts.
@@ -365,6 +368,7 @@ impl RetrievalService {
                 max_add_batch: l.max_add_batch as u32,
                 default_top_k: l.default_top_k,
                 max_ef: l.max_ef,
+                max_response_bytes: l.max_response_bytes as u64,
             }),
         })
     }

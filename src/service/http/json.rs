@@ -177,6 +177,7 @@ pub fn search_response(r: &proto::SearchResponse) -> Value {
         "timing": timing(r.timing.as_ref()),
         "truncated": r.truncated,
         "gallery_size": r.gallery_size,
+        "results_cut": r.results_cut,
     })
 }
 
@@ -209,6 +210,7 @@ pub fn info_response(r: &proto::InfoResponse) -> Value {
             "max_add_batch": l.max_add_batch,
             "default_top_k": l.default_top_k,
             "max_ef": l.max_ef,
+            "max_response_bytes": l.max_response_bytes,
         },
     })
 }

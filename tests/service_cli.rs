@@ -75,14 +75,7 @@ async fn serve_from_env_exports_metrics_and_stops_on_sigterm() {
         assert!(page.contains(needle), "metrics lack `{needle}`:\n{page}");
     }
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_exit(&mut child, Duration::from_secs(30));
-    let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(exit.success(), "exit {exit:?}; logs:\n{logs}");
+    let logs = terminate(&mut child, &log);
     assert!(logs.contains("SIGTERM received"), "{logs}");
     assert!(logs.contains("creating an empty one"), "{logs}");
     for line in logs.lines() {

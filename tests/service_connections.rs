@@ -122,14 +122,7 @@ async fn connection_cap_handshake_timeout_and_refusals_are_logged_and_counted() 
         assert!(ok, "`{key}` is {got:?}, want {want}:\n{page}");
     }
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = wait_exit(&mut child, Duration::from_secs(30));
-    let logs = std::fs::read_to_string(&log).unwrap();
-    assert!(exit.success(), "exit {exit:?}; logs:\n{logs}");
+    let logs = terminate(&mut child, &log);
     for needle in [
         "2 connections open on the gRPC port (--max-connections)",
         "sent no request for 500ms (--handshake-timeout-s)",

@@ -81,3 +81,16 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Stops the server with SIGTERM, requires a clean exit within 30 s and returns its log file.
+pub fn terminate(child: &mut Child, log: &std::path::Path) -> String {
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = wait_exit(child, Duration::from_secs(30));
+    let logs = std::fs::read_to_string(log).unwrap();
+    assert!(exit.success(), "exit {exit:?}; logs:\n{logs}");
+    logs
+}

@@ -165,16 +165,17 @@ pub fn results(ranked: Ranked) -> Vec<proto::SearchResult> {
 /// persons with their matching images could still outgrow what a client accepts.
 pub fn fit_response(response: &mut proto::SearchResponse, max: usize) {
     use prost::Message;
-    let total = response.encoded_len();
-    if total <= max {
+    if response.encoded_len() <= max {
         return;
     }
+    // Set first, so that the flag's own bytes are counted in the size below.
+    response.results_cut = true;
     let sizes: Vec<usize> = response
         .results
         .iter()
         .map(|r| prost::encoding::message::encoded_len(1, r))
         .collect();
-    let mut size = total - sizes.iter().sum::<usize>();
+    let mut size = response.encoded_len() - sizes.iter().sum::<usize>();
     let keep = sizes
         .iter()
         .take_while(|&&n| {
@@ -183,9 +184,6 @@ pub fn fit_response(response: &mut proto::SearchResponse, max: usize) {
         })
         .count();
     response.results.truncate(keep);
-    response.results_cut = true;
-    // `results_cut` itself adds two bytes to the encoding.
-    while response.encoded_len() > max && response.results.pop().is_some() {}
 }
 
 fn person_result(hit: PersonHit) -> proto::SearchResult {

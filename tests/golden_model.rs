@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor};
 use ivt::image::{self, DecodeLimits};
 use ivt::model::{load_network, Encoder, Modality, ModelFiles, Pass, TrainOptions};
+use ivt::text::TextTokenizer;
 
 fn load(dir: &str, dtype: DType) -> (Encoder, HashMap<String, Tensor>, serde_json::Value) {
     let files = ModelFiles::resolve(&fixture(dir), None).expect("resolve");
@@ -44,6 +45,11 @@ fn pixels(dir: &str, enc: &Encoder) -> Vec<image::Pixels> {
             .unwrap()
         })
         .collect()
+}
+
+/// Token 0 of `[B, N, D]` tokens: `[B, D]`.
+fn class_tokens(tokens: &Tensor) -> Tensor {
+    tokens.narrow(1, 0, 1).unwrap().squeeze(1).unwrap()
 }
 
 fn check_model(dir: &str) {
@@ -118,6 +124,23 @@ fn check_model(dir: &str) {
         .unwrap();
     let d = max_abs_diff(&train_tokens, &out["image_tokens"]);
     assert!(d < 1e-4, "{dir}: training-path image tokens differ by {d}");
+    // Only the class token through the last block, on candle's composed operations (the code
+    // GPUs run): the golden class tokens, for images and for the padded, masked texts.
+    let composed = Pass::Train(&TrainOptions::default());
+    let image_patches = model.embed_image_for_training(&x).unwrap();
+    let cls = model
+        .encode_cls(&image_patches, None, Modality::Image, composed)
+        .unwrap();
+    let d = max_abs_diff(&cls, &class_tokens(&out["image_tokens"]));
+    assert!(d < 1e-4, "{dir}: composed image class tokens differ by {d}");
+    let batch = TextTokenizer::batch(&toks.iter().collect::<Vec<_>>(), &Device::Cpu).unwrap();
+    let text_embedded = model.embed_text(&batch.input_ids).unwrap();
+    let mask = Some(&batch.attention_mask);
+    let cls = model
+        .encode_cls(&text_embedded, mask, Modality::Text, composed)
+        .unwrap();
+    let d = max_abs_diff(&cls, &class_tokens(&out["text_tokens"]));
+    assert!(d < 1e-4, "{dir}: composed text class tokens differ by {d}");
     let emb = Tensor::new(enc.embed_pixels(&refs).unwrap(), &Device::Cpu).unwrap();
     let d = max_abs_diff(&emb, &out["image_embeddings_normalized"]);
     assert!(d < 1e-4, "{dir}: image embeddings differ by {d}");

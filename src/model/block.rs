@@ -34,19 +34,22 @@ impl Attention {
     }
 
     /// `mask`, if given, is additive and broadcastable to `[B, heads, N, N]` (`[B, 1, 1, N]`).
-    /// With `residual`, returns `residual + attention(x)`.
+    /// With `residual`, returns `residual + attention(x)`. With `cls_only`, only token 0 attends
+    /// (to every token): the output is `[B, 1, C]`.
     fn forward(
         &self,
         x: &Tensor,
         mask: Option<&Tensor>,
         pass: Pass,
         residual: Option<&Tensor>,
+        cls_only: bool,
     ) -> Result<Tensor> {
         let out = if cpu::fast_path(x, pass) {
             let qkv = self.qkv.forward(x, pass)?;
-            cpu::self_attention(&qkv, mask, self.num_heads, self.scale as f32)?
+            let queries = if cls_only { 1 } else { x.dim(1)? };
+            cpu::self_attention(&qkv, mask, self.num_heads, self.scale as f32, queries)?
         } else {
-            self.composed(x, mask, pass)?
+            self.composed(x, mask, pass, cls_only)?
         };
         match residual {
             Some(res) => self.proj.forward_add(&out, res, pass),
@@ -55,7 +58,13 @@ impl Attention {
     }
 
     /// Attention from candle's operations (any device, differentiable), before the projection.
-    fn composed(&self, x: &Tensor, mask: Option<&Tensor>, pass: Pass) -> Result<Tensor> {
+    fn composed(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        pass: Pass,
+        cls_only: bool,
+    ) -> Result<Tensor> {
         let (b, n, c) = x.dims3()?;
         let hd = c / self.num_heads;
         let qkv = self
@@ -67,7 +76,11 @@ impl Attention {
             Some(dt) => t.to_dtype(dt),
             None => Ok(t),
         };
-        let q = cast(qkv.get(0)?.contiguous()?)?;
+        let (q, nq) = match cls_only {
+            true => (qkv.get(0)?.narrow(2, 0, 1)?, 1),
+            false => (qkv.get(0)?, n),
+        };
+        let q = cast(q.contiguous()?)?;
         let k = cast(qkv.get(1)?.contiguous()?)?;
         let v = cast(qkv.get(2)?.contiguous()?)?;
         let mut attn = (q.matmul(&k.t()?)?.to_dtype(x.dtype())? * self.scale)?;
@@ -83,7 +96,7 @@ impl Attention {
             .matmul(&v)?
             .to_dtype(x.dtype())?
             .transpose(1, 2)?
-            .reshape((b, n, c))
+            .reshape((b, nq, c))
     }
 }
 
@@ -148,7 +161,9 @@ impl Block {
         ]
     }
 
-    /// One block; `drop_path` is its stochastic-depth rate (training).
+    /// One block; `drop_path` is its stochastic-depth rate (training). With `cls_only`, only
+    /// token 0's output is computed (`[B, 1, C]`; its attention still reads every token): the
+    /// last block of a pass whose only result is the class token.
     pub(super) fn forward(
         &self,
         x: &Tensor,
@@ -156,23 +171,36 @@ impl Block {
         modality: Modality,
         pass: Pass,
         drop_path: f32,
+        cls_only: bool,
     ) -> Result<Tensor> {
         let mlp = match modality {
             Modality::Image => &self.mlp_vis,
             Modality::Text => &self.mlp_txt,
         };
+        let residual = match cls_only {
+            true => x.narrow(1, 0, 1)?.contiguous()?,
+            false => x.clone(),
+        };
         let Pass::Train(opts) = pass else {
             // Inference: the residual adds go into the output projections (fused with packed
             // weights).
-            let x = self
-                .attn
-                .forward(&self.norm1.forward(x)?, mask, pass, Some(x))?;
+            let x = self.attn.forward(
+                &self.norm1.forward(x)?,
+                mask,
+                pass,
+                Some(&residual),
+                cls_only,
+            )?;
             return mlp.forward(&self.norm2.forward(&x)?, pass, Some(&x));
         };
-        let h = self
-            .attn
-            .forward(&layer_norm(&self.norm1, x, pass)?, mask, pass, None)?;
-        let x = (x + drop_samples(&h, drop_path, &opts.noise)?)?;
+        let h = self.attn.forward(
+            &layer_norm(&self.norm1, x, pass)?,
+            mask,
+            pass,
+            None,
+            cls_only,
+        )?;
+        let x = (residual + drop_samples(&h, drop_path, &opts.noise)?)?;
         let h = mlp.forward(&layer_norm(&self.norm2, &x, pass)?, pass, None)?;
         x + drop_samples(&h, drop_path, &opts.noise)?
     }

@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{cls, l2_normalize, weights, IvtConfig, IvtModel, ModelError, ModelFiles};
+use super::{l2_normalize, weights, IvtConfig, IvtModel, ModelError, ModelFiles};
 use crate::image::{to_tensor, Pixels};
 use crate::text::{TextTokenizer, Tokenized};
 
@@ -100,6 +100,25 @@ impl Encoder {
         Ok(self.model.forward_image(&x)?)
     }
 
+    /// L2-normalised class-token embeddings of tokenised texts (the last block computes token 0
+    /// only; see [`IvtModel::encode_cls`]).
+    fn text_embeddings(&self, texts: &[&Tokenized]) -> Result<Tensor, ModelError> {
+        let batch = TextTokenizer::batch(texts, self.device())?;
+        let _one_pool = self.one_thread_pool();
+        let cls = self
+            .model
+            .forward_text_cls(&batch.input_ids, &batch.attention_mask)?;
+        Ok(l2_normalize(&cls.to_dtype(DType::F32)?)?)
+    }
+
+    /// L2-normalised class-token embeddings of preprocessed images.
+    fn image_embeddings(&self, images: &[&Pixels]) -> Result<Tensor, ModelError> {
+        let x = to_tensor(images, self.device())?.to_dtype(self.model.dtype())?;
+        let _one_pool = self.one_thread_pool();
+        let cls = self.model.forward_image_cls(&x)?;
+        Ok(l2_normalize(&cls.to_dtype(DType::F32)?)?)
+    }
+
     /// Keeps a pass's parallelism in one thread pool (see [`super::cpu::one_thread_pool`]).
     fn one_thread_pool(&self) -> impl Sized {
         super::cpu::one_thread_pool(self.device())
@@ -110,7 +129,7 @@ impl Encoder {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        to_rows(&self.text_tokens(texts)?)
+        Ok(self.text_embeddings(texts)?.to_vec2::<f32>()?)
     }
 
     /// L2-normalised embeddings of preprocessed images, one batch.
@@ -118,7 +137,7 @@ impl Encoder {
         if images.is_empty() {
             return Ok(Vec::new());
         }
-        to_rows(&self.image_tokens(images)?)
+        Ok(self.image_embeddings(images)?.to_vec2::<f32>()?)
     }
 
     /// Tokenises and embeds texts in one batch.
@@ -161,10 +180,4 @@ pub fn weights_dtype(compute: DType, device: &Device) -> DType {
     } else {
         compute
     }
-}
-
-/// CLS of `[B, N, D]` tokens, L2-normalised, as f32 rows.
-fn to_rows(tokens: &Tensor) -> Result<Vec<Vec<f32>>, ModelError> {
-    let e = l2_normalize(&cls(tokens)?.to_dtype(DType::F32)?)?;
-    Ok(e.to_vec2::<f32>()?)
 }

@@ -13,16 +13,22 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as
-/// q | k | v, each `heads` x `C / heads`), with an optional additive key mask `[B, N]`.
-/// Returns the heads' outputs concatenated, `[B, N, C]`, before the output projection. For
-/// passes on the fast path ([`super::fast_path`]).
+/// q | k | v, each `heads` x `C / heads`), with an optional additive key mask `[B, N]`, for the
+/// first `queries` tokens (all `N`, or 1 where only the class token's output is needed; keys and
+/// values always come from every token). Returns the heads' outputs concatenated,
+/// `[B, queries, C]`, before the output projection. For passes on the fast path
+/// ([`super::fast_path`]).
 pub fn self_attention(
     qkv: &Tensor,
     mask: Option<&Tensor>,
     heads: usize,
     scale: f32,
+    queries: usize,
 ) -> Result<Tensor> {
     let (b, n, _) = qkv.dims3()?;
+    if queries == 0 || queries > n {
+        candle_core::bail!("fused-self-attention: {queries} queries over {n} tokens");
+    }
     let mask = match mask {
         Some(m) => Some(
             m.to_dtype(DType::F32)?
@@ -32,12 +38,17 @@ pub fn self_attention(
         ),
         None => None,
     };
-    qkv.contiguous()?
-        .apply_op1_no_bwd(&FusedAttention { heads, scale, mask })
+    qkv.contiguous()?.apply_op1_no_bwd(&FusedAttention {
+        heads,
+        scale,
+        mask,
+        queries,
+    })
 }
 
 struct FusedAttention {
     heads: usize,
+    queries: usize,
     scale: f32,
     mask: Option<Vec<f32>>,
 }
@@ -112,6 +123,7 @@ impl CustomOp1 for FusedAttention {
             }
         }
         let hd = c / self.heads;
+        let nq = self.queries.min(n);
         let heads: Vec<Vec<f32>> = (0..b * self.heads)
             .into_par_iter()
             .map(|task| {
@@ -121,8 +133,8 @@ impl CustomOp1 for FusedAttention {
                 let k = &sample[c + h * hd..];
                 let v = &sample[2 * c + h * hd..];
                 // scores = q k^T: k read as its transpose (row stride 1, column stride 3C).
-                let mut scores = vec![0f32; n * n];
-                matmul(n, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3));
+                let mut scores = vec![0f32; nq * n];
+                matmul(nq, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3));
                 let mask = self.mask.as_ref().map(|m| &m[bi * n..(bi + 1) * n]);
                 for row in scores.chunks_mut(n) {
                     for s in row.iter_mut() {
@@ -143,19 +155,19 @@ impl CustomOp1 for FusedAttention {
                         *s /= sum;
                     }
                 }
-                let mut out = vec![0f32; n * hd];
-                matmul(n, hd, n, &mut out, (hd, 1), &scores, (n, 1), v, (c3, 1));
+                let mut out = vec![0f32; nq * hd];
+                matmul(nq, hd, n, &mut out, (hd, 1), &scores, (n, 1), v, (c3, 1));
                 out
             })
             .collect();
-        let mut dst = vec![0f32; b * n * c];
+        let mut dst = vec![0f32; b * nq * c];
         for (task, head) in heads.iter().enumerate() {
             let (bi, h) = (task / self.heads, task % self.heads);
             for (i, row) in head.chunks(hd).enumerate() {
-                let at = (bi * n + i) * c + h * hd;
+                let at = (bi * nq + i) * c + h * hd;
                 dst[at..at + hd].copy_from_slice(row);
             }
         }
-        Ok((CpuStorage::F32(dst), Shape::from((b, n, c))))
+        Ok((CpuStorage::F32(dst), Shape::from((b, nq, c))))
     }
 }

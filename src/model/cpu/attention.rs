@@ -12,6 +12,8 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::storage::SharedOut;
+
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as
 /// q | k | v, each `heads` x `C / heads`), with an optional additive key mask `[B, N]`, for the
 /// first `queries` tokens (all `N`, or 1 where only the class token's output is needed; keys and
@@ -60,26 +62,62 @@ fn matmul(
     n: usize,
     k: usize,
     dst: &mut [f32],
+    dst_strides: (usize, usize),
+    lhs: &[f32],
+    lhs_strides: (usize, usize),
+    rhs: &[f32],
+    rhs_strides: (usize, usize),
+) {
+    assert!(fits(dst.len(), dst_strides, m, n));
+    // SAFETY: `dst` is borrowed mutably and every index its strides reach is inside it.
+    unsafe {
+        matmul_into(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            dst_strides,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+        )
+    }
+}
+
+/// Whether a `rows x cols` matrix with strides `(rs, cs)` lies inside `len` elements.
+fn fits(len: usize, (rs, cs): (usize, usize), rows: usize, cols: usize) -> bool {
+    rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
+}
+
+/// [`matmul`] into a raw destination, for tasks that each write their own (interleaved) part
+/// of one output.
+///
+/// # Safety
+/// Every element `dst + i * dst_rs + j * dst_cs` (`i < m`, `j < n`) must be valid for writes
+/// and written by nothing else meanwhile; it must not overlap `lhs` or `rhs`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
     (dst_rs, dst_cs): (usize, usize),
     lhs: &[f32],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[f32],
     (rhs_rs, rhs_cs): (usize, usize),
 ) {
-    let fits = |len: usize, rs: usize, cs: usize, rows: usize, cols: usize| {
-        rows == 0 || cols == 0 || (rows - 1) * rs + (cols - 1) * cs < len
-    };
-    assert!(fits(dst.len(), dst_rs, dst_cs, m, n));
-    assert!(fits(lhs.len(), lhs_rs, lhs_cs, m, k));
-    assert!(fits(rhs.len(), rhs_rs, rhs_cs, k, n));
-    // SAFETY: the asserts above keep every index the strides reach inside the slices; `dst` is
-    // borrowed mutably, so it aliases neither input.
+    assert!(fits(lhs.len(), (lhs_rs, lhs_cs), m, k));
+    assert!(fits(rhs.len(), (rhs_rs, rhs_cs), k, n));
+    // SAFETY: the asserts above keep every index the input strides reach inside the slices;
+    // the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             false,
@@ -96,6 +134,28 @@ fn matmul(
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+/// `row = softmax(row * scale + mask)`, as candle-nn's `softmax_last_dim` (max-subtracted `exp`,
+/// divided by the sum).
+fn softmax_row(row: &mut [f32], scale: f32, mask: Option<&[f32]>) {
+    for s in row.iter_mut() {
+        *s *= scale;
+    }
+    if let Some(mask) = mask {
+        for (s, m) in row.iter_mut().zip(mask) {
+            *s += m;
+        }
+    }
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0f32;
+    for s in row.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    for s in row.iter_mut() {
+        *s /= sum;
     }
 }
 
@@ -124,50 +184,86 @@ impl CustomOp1 for FusedAttention {
         }
         let hd = c / self.heads;
         let nq = self.queries.min(n);
-        let heads: Vec<Vec<f32>> = (0..b * self.heads)
-            .into_par_iter()
-            .map(|task| {
-                let (bi, h) = (task / self.heads, task % self.heads);
-                let sample = &src[bi * n * c3..(bi + 1) * n * c3];
-                let q = &sample[h * hd..];
-                let k = &sample[c + h * hd..];
-                let v = &sample[2 * c + h * hd..];
-                // scores = q k^T: k read as its transpose (row stride 1, column stride 3C).
-                let mut scores = vec![0f32; nq * n];
-                matmul(nq, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3));
-                let mask = self.mask.as_ref().map(|m| &m[bi * n..(bi + 1) * n]);
-                for row in scores.chunks_mut(n) {
-                    for s in row.iter_mut() {
-                        *s *= self.scale;
-                    }
-                    if let Some(mask) = mask {
-                        for (s, m) in row.iter_mut().zip(mask) {
-                            *s += m;
-                        }
-                    }
-                    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
-                    for s in row.iter_mut() {
-                        *s = (*s - max).exp();
-                        sum += *s;
-                    }
-                    for s in row.iter_mut() {
-                        *s /= sum;
-                    }
-                }
-                let mut out = vec![0f32; nq * hd];
-                matmul(nq, hd, n, &mut out, (hd, 1), &scores, (n, 1), v, (c3, 1));
-                out
-            })
-            .collect();
-        let mut dst = vec![0f32; b * nq * c];
-        for (task, head) in heads.iter().enumerate() {
+        // Not zeroed: the tasks write every element (each its head's columns of its sample's
+        // rows), in parallel, straight from the products.
+        let mut dst: Vec<f32> = Vec::with_capacity(b * nq * c);
+        let out = SharedOut(dst.as_mut_ptr());
+        (0..b * self.heads).into_par_iter().for_each(|task| {
             let (bi, h) = (task / self.heads, task % self.heads);
-            for (i, row) in head.chunks(hd).enumerate() {
-                let at = (bi * nq + i) * c + h * hd;
-                dst[at..at + hd].copy_from_slice(row);
+            let sample = &src[bi * n * c3..(bi + 1) * n * c3];
+            let q = &sample[h * hd..];
+            let k = &sample[c + h * hd..];
+            let v = &sample[2 * c + h * hd..];
+            // scores = q k^T: k read as its transpose (row stride 1, column stride 3C).
+            let mut scores = vec![0f32; nq * n];
+            matmul(nq, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3));
+            let mask = self.mask.as_ref().map(|m| &m[bi * n..(bi + 1) * n]);
+            for row in scores.chunks_mut(n) {
+                softmax_row(row, self.scale, mask);
             }
-        }
+            // SAFETY: this task alone writes rows `bi * nq ..` x columns `h * hd ..` of `dst`
+            // (nq x hd elements, row stride C), all inside its b * nq * c capacity.
+            unsafe {
+                let at = out.at(bi * nq * c + h * hd);
+                matmul_into(nq, hd, n, at, (c, 1), &scores, (n, 1), v, (c3, 1));
+            }
+        });
+        // SAFETY: the (sample, head) tasks above wrote every element.
+        unsafe { dst.set_len(b * nq * c) };
         Ok((CpuStorage::F32(dst), Shape::from((b, nq, c))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{Device, Tensor, D};
+
+    use super::self_attention;
+    use crate::model::cpu::testing::max_diff;
+
+    /// Attention from candle's operations over the first `queries` tokens.
+    fn composed(qkv: &Tensor, mask: &Tensor, heads: usize, scale: f64, queries: usize) -> Tensor {
+        let (b, n, c3) = qkv.dims3().unwrap();
+        let (c, hd) = (c3 / 3, c3 / 3 / heads);
+        let qkv = qkv
+            .reshape((b, n, 3, heads, hd))
+            .unwrap()
+            .permute((2, 0, 3, 1, 4))
+            .unwrap();
+        let part = |i: usize| qkv.get(i).unwrap().contiguous().unwrap();
+        let q = part(0).narrow(2, 0, queries).unwrap().contiguous().unwrap();
+        let scores = (q.matmul(&part(1).t().unwrap()).unwrap() * scale)
+            .unwrap()
+            .broadcast_add(&mask.reshape((b, 1, 1, n)).unwrap())
+            .unwrap();
+        candle_nn::ops::softmax(&scores, D::Minus1)
+            .unwrap()
+            .matmul(&part(2))
+            .unwrap()
+            .transpose(1, 2)
+            .unwrap()
+            .reshape((b, queries, c))
+            .unwrap()
+    }
+
+    #[test]
+    fn fused_attention_matches_candles_for_every_and_the_first_query() {
+        let dev = Device::Cpu;
+        let (b, n, heads, hd) = (3, 7, 4, 16);
+        let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * heads * hd), &dev).unwrap();
+        // Sample 1 has two padding tokens, the others none.
+        let mut mask = vec![0f32; b * n];
+        mask[n + 5] = -10000.0;
+        mask[n + 6] = -10000.0;
+        let mask = Tensor::from_vec(mask, (b, 1, 1, n), &dev).unwrap();
+        let scale = (hd as f64).powf(-0.5);
+        for queries in [n, 1] {
+            let fused = self_attention(&qkv, Some(&mask), heads, scale as f32, queries).unwrap();
+            let want = composed(&qkv, &mask, heads, scale, queries);
+            assert_eq!(fused.dims(), want.dims());
+            let d = max_diff(&fused, &want);
+            assert!(d < 1e-5, "{queries} queries: {d}");
+        }
+        assert!(self_attention(&qkv, None, heads, scale as f32, n + 1).is_err());
     }
 }

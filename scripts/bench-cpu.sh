@@ -3,8 +3,9 @@
 #
 #   scripts/bench-cpu.sh [rounds] [seconds]
 #
-# Each round runs the reference (../shared/tools/bench_reference.py, stride 12), then
-# `ivt bench encode --preset ivt-base` in f32 and with `--dtype bf16`, at batch 1 and 16, images
+# Each round runs the reference (../shared/tools/bench_reference.py, stride 12) and
+# `ivt bench encode --preset ivt-base` in f32 and with `--dtype bf16` (in turn, which first
+# alternating between rounds), at batch 1 and 16, images
 # and texts (64 tokens); the table gives each case's best rate over the rounds and its ratio to
 # PyTorch's best (the best rate is the one least disturbed by other processes).
 # Environment: IVT (the ivt binary; default: a release build made here), REF_PYTHON
@@ -44,11 +45,18 @@ if [[ -n ${THREADS:-} ]]; then
   echo "threads: $THREADS" >&2
   export OMP_NUM_THREADS=$THREADS MKL_NUM_THREADS=$THREADS RAYON_NUM_THREADS=$THREADS
 fi
+reference() {
+  "${prio[@]}" "$ref_python" "$ref_script" "$ref_code" 12 >"$out/ref.$1" 2>/dev/null
+}
+ours() {
+  "${prio[@]}" "$IVT" bench encode --preset ivt-base --seconds "$seconds" >"$out/f32.$1" 2>/dev/null
+  "${prio[@]}" "$IVT" bench encode --preset ivt-base --seconds "$seconds" --dtype bf16 >"$out/bf16.$1" 2>/dev/null
+}
+# The order alternates between rounds: whatever runs first after the other runs on a machine
+# still settling from it (measured: ivt's first run after PyTorch's ~15 % slower than its next).
 for r in $(seq 1 "$rounds"); do
   echo "round $r: $(uptime)" >&2
-  "${prio[@]}" "$ref_python" "$ref_script" "$ref_code" 12 >"$out/ref.$r" 2>/dev/null
-  "${prio[@]}" "$IVT" bench encode --preset ivt-base --seconds "$seconds" >"$out/f32.$r" 2>/dev/null
-  "${prio[@]}" "$IVT" bench encode --preset ivt-base --seconds "$seconds" --dtype bf16 >"$out/bf16.$r" 2>/dev/null
+  if (( r % 2 )); then reference "$r"; ours "$r"; else ours "$r"; reference "$r"; fi
 done
 echo "after: $(uptime)" >&2
 

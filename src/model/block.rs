@@ -47,7 +47,10 @@ impl Attention {
         let out = if cpu::fast_path(x, pass) {
             let qkv = self.qkv.forward(x, pass)?;
             let queries = if cls_only { 1 } else { x.dim(1)? };
-            cpu::self_attention(&qkv, mask, self.num_heads, self.scale as f32, queries)?
+            // Its products run on the kernels the layers were packed for (bf16 too), if any.
+            let kernels = self.qkv.kernel_precision();
+            let scale = self.scale as f32;
+            cpu::self_attention(&qkv, mask, self.num_heads, scale, queries, kernels)?
         } else {
             self.composed(x, mask, pass, cls_only)?
         };

@@ -35,6 +35,15 @@ impl Linear {
         Ok(())
     }
 
+    /// The precision of the AVX-512 kernels this layer was packed for, if it was.
+    pub fn kernel_precision(&self) -> Option<cpu::kernels::Precision> {
+        match self.packed.as_deref()? {
+            Packed::Kernels(k) => Some(k.precision()),
+            #[cfg(feature = "mkl")]
+            Packed::Mkl(_) => None,
+        }
+    }
+
     /// The packed weight, if this pass over `x` is on the fast path.
     fn packed_for(&self, x: &Tensor, pass: Pass) -> Option<&Packed> {
         self.packed.as_deref().filter(|_| cpu::fast_path(x, pass))

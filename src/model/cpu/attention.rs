@@ -12,6 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::kernels::{self, Precision};
 use super::storage::SharedOut;
 
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as
@@ -26,6 +27,7 @@ pub fn self_attention(
     heads: usize,
     scale: f32,
     queries: usize,
+    kernels: Option<Precision>,
 ) -> Result<Tensor> {
     let (b, n, _) = qkv.dims3()?;
     if queries == 0 || queries > n {
@@ -45,12 +47,15 @@ pub fn self_attention(
         scale,
         mask,
         queries,
+        kernels,
     })
 }
 
 struct FusedAttention {
     heads: usize,
     queries: usize,
+    /// The AVX-512 kernels' precision for the two products, or None for the `gemm` crate's f32.
+    kernels: Option<Precision>,
     scale: f32,
     mask: Option<Vec<f32>>,
 }
@@ -196,16 +201,30 @@ impl CustomOp1 for FusedAttention {
             let v = &sample[2 * c + h * hd..];
             // scores = q k^T: k read as its transpose (row stride 1, column stride 3C).
             let mut scores = vec![0f32; nq * n];
-            matmul(nq, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3));
+            let at = out.at(bi * nq * c + h * hd);
+            match self.kernels {
+                // SAFETY: the precision was packed for, so the CPU has its instructions;
+                // `scores` holds nq x n.
+                #[cfg(target_arch = "x86_64")]
+                Some(p) => unsafe {
+                    let dst = scores.as_mut_ptr();
+                    kernels::small_product(p, (nq, n, hd), q, c3, k, (c3, 1), dst, n)
+                },
+                _ => matmul(nq, n, hd, &mut scores, (n, 1), q, (c3, 1), k, (1, c3)),
+            }
             let mask = self.mask.as_ref().map(|m| &m[bi * n..(bi + 1) * n]);
             for row in scores.chunks_mut(n) {
                 softmax_row(row, self.scale, mask);
             }
             // SAFETY: this task alone writes rows `bi * nq ..` x columns `h * hd ..` of `dst`
-            // (nq x hd elements, row stride C), all inside its b * nq * c capacity.
-            unsafe {
-                let at = out.at(bi * nq * c + h * hd);
-                matmul_into(nq, hd, n, at, (c, 1), &scores, (n, 1), v, (c3, 1));
+            // (nq x hd elements, row stride C), all inside its b * nq * c capacity. The values
+            // are read as the transpose of a [hd, n] weight (strides 1, 3C).
+            match self.kernels {
+                #[cfg(target_arch = "x86_64")]
+                Some(p) => unsafe {
+                    kernels::small_product(p, (nq, hd, n), &scores, n, v, (1, c3), at, c)
+                },
+                _ => unsafe { matmul_into(nq, hd, n, at, (c, 1), &scores, (n, 1), v, (c3, 1)) },
             }
         });
         // SAFETY: the (sample, head) tasks above wrote every element.
@@ -218,7 +237,7 @@ impl CustomOp1 for FusedAttention {
 mod tests {
     use candle_core::{Device, Tensor, D};
 
-    use super::self_attention;
+    use super::{self_attention, Precision};
     use crate::model::cpu::testing::max_diff;
 
     /// Attention from candle's operations over the first `queries` tokens.
@@ -250,20 +269,45 @@ mod tests {
     fn fused_attention_matches_candles_for_every_and_the_first_query() {
         let dev = Device::Cpu;
         let (b, n, heads, hd) = (3, 7, 4, 16);
-        let qkv = Tensor::randn(0f32, 1.0, (b, n, 3 * heads * hd), &dev).unwrap();
+        // Fixed inputs (a verdict that does not change between runs): uniform in [-2, 2).
+        let mut state = 0x9e37_79b9_u32;
+        let values = (0..b * n * 3 * heads * hd)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
+            })
+            .collect();
+        let qkv = Tensor::from_vec(values, (b, n, 3 * heads * hd), &dev).unwrap();
         // Sample 1 has two padding tokens, the others none.
         let mut mask = vec![0f32; b * n];
         mask[n + 5] = -10000.0;
         mask[n + 6] = -10000.0;
         let mask = Tensor::from_vec(mask, (b, 1, 1, n), &dev).unwrap();
         let scale = (hd as f64).powf(-0.5);
-        for queries in [n, 1] {
-            let fused = self_attention(&qkv, Some(&mask), heads, scale as f32, queries).unwrap();
-            let want = composed(&qkv, &mask, heads, scale, queries);
-            assert_eq!(fused.dims(), want.dims());
-            let d = max_diff(&fused, &want);
-            assert!(d < 1e-5, "{queries} queries: {d}");
+        // The gemm crate's f32, the kernels' f32 and their bf16 (where the CPU has them; bf16
+        // rounds q, k, v and the probabilities: outputs of about 1 move by up to ~1e-2).
+        let variants = [
+            (None, 1e-5),
+            (Some(Precision::F32), 1e-5),
+            (Some(Precision::Bf16), 3e-2),
+        ];
+        for (kernels, tolerance) in variants {
+            if kernels.is_some_and(|p: Precision| !p.available()) {
+                eprintln!("skipped {kernels:?}: not on this CPU");
+                continue;
+            }
+            for queries in [n, 1] {
+                let fused =
+                    self_attention(&qkv, Some(&mask), heads, scale as f32, queries, kernels)
+                        .unwrap();
+                let want = composed(&qkv, &mask, heads, scale, queries);
+                assert_eq!(fused.dims(), want.dims());
+                let d = max_diff(&fused, &want);
+                assert!(d < tolerance, "{kernels:?}, {queries} queries: {d}");
+            }
         }
-        assert!(self_attention(&qkv, None, heads, scale as f32, n + 1).is_err());
+        assert!(self_attention(&qkv, None, heads, scale as f32, n + 1, None).is_err());
     }
 }

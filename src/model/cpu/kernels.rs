@@ -71,24 +71,109 @@ pub fn bf16_bits(v: f32) -> u16 {
 /// (f32 bits, or two bf16 with the lower k in the low half). Columns past `n` and k past the
 /// end are zero. Returns the words and the steps per panel.
 pub fn pack_weight(w: &[f32], n: usize, k: usize, precision: Precision) -> (Vec<u32>, usize) {
+    pack_weight_strided(w, n, k, (k, 1), precision)
+}
+
+/// [`pack_weight`] for a weight with any strides: output `j`, input `i` at `w[j * rs + i * cs]`
+/// (attention packs its keys, `(3C, 1)`, and its values as their transpose, `(1, 3C)`).
+pub fn pack_weight_strided(
+    w: &[f32],
+    n: usize,
+    k: usize,
+    (rs, cs): (usize, usize),
+    precision: Precision,
+) -> (Vec<u32>, usize) {
     let steps = k.div_ceil(precision.k_per_step());
     let panels = n.div_ceil(NR);
     let mut out = vec![0u32; panels * steps * NR];
     for j in 0..n {
         let (p, c) = (j / NR, j % NR);
-        let row = &w[j * k..(j + 1) * k];
+        let at = |i: usize| w[j * rs + i * cs];
         for s in 0..steps {
             out[(p * steps + s) * NR + c] = match precision {
-                Precision::F32 => row[s].to_bits(),
+                Precision::F32 => at(s).to_bits(),
                 Precision::Bf16 => {
-                    let lo = bf16_bits(row[2 * s]) as u32;
-                    let hi = row.get(2 * s + 1).map_or(0, |&v| bf16_bits(v) as u32);
+                    let lo = bf16_bits(at(2 * s)) as u32;
+                    let hi = if 2 * s + 1 < k {
+                        bf16_bits(at(2 * s + 1)) as u32
+                    } else {
+                        0
+                    };
                     lo | (hi << 16)
                 }
             };
         }
     }
     (out, steps)
+}
+
+/// `c[m x n] = a[m x k] w^T` on the calling thread, for the small products of one attention
+/// head: `a` f32 rows of row stride `lda`, `w` `[n, k]` with strides `w_strides` (packed here,
+/// per call), `c` row stride `ldc`. In bf16 both operands are rounded to bf16 and the products
+/// accumulate in f32, as in the linear layers.
+///
+/// # Safety
+/// The CPU must have `precision`'s instructions ([`Precision::available`]); `c` must be valid
+/// for writes of `m` rows of `n` elements (row stride `ldc`) that nothing else touches meanwhile.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn small_product(
+    precision: Precision,
+    (m, n, k): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    w: &[f32],
+    w_strides: (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+) {
+    static ZEROS: [f32; NR] = [0.0; NR];
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k > 0 && (m - 1) * lda + k <= a.len());
+    assert!((n - 1) * w_strides.0 + (k - 1) * w_strides.1 < w.len());
+    let (words, steps) = pack_weight_strided(w, n, k, w_strides, precision);
+    let rounded;
+    let (a, lda): (&[u32], usize) = match precision {
+        Precision::F32 => (bytemuck::cast_slice(a), lda),
+        Precision::Bf16 => {
+            let mut rows = vec![0u32; m * steps];
+            for (r, out) in rows.chunks_exact_mut(steps).enumerate() {
+                pack_rows_bf16(&a[r * lda..r * lda + k], k, out);
+            }
+            rounded = rows;
+            (&rounded, steps)
+        }
+    };
+    let epi = Epilogue {
+        bias: ZEROS.as_ptr(),
+        residual: std::ptr::null(),
+        gelu: false,
+    };
+    for r in (0..m).step_by(MR) {
+        for p in 0..n.div_ceil(NR) {
+            let col = p * NR;
+            // SAFETY: rows r.. of `a` hold `steps` words (asserted above, or packed so);
+            // panel p holds `steps` steps; the caller vouches for `c` and the CPU.
+            unsafe {
+                micro_tile(
+                    precision,
+                    MR.min(m - r),
+                    steps,
+                    a.as_ptr().add(r * lda),
+                    lda,
+                    words.as_ptr().add(p * steps * NR),
+                    c.add(r * ldc + col),
+                    ldc,
+                    (n - col).min(NR),
+                    true,
+                    true,
+                    epi,
+                )
+            };
+        }
+    }
 }
 
 /// Rows of `x` `[m, k]` as bf16 pairs (`[m, ceil(k / 2)]` words, a zero pads odd `k`).

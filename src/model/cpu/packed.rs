@@ -72,6 +72,11 @@ impl PackedLinear {
         }))
     }
 
+    /// The precision of the products.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
     /// `x W^T + b` (then GELU with `gelu`) for f32 `x` `[..., in]` on the CPU.
     pub fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
         x.contiguous()?.apply_op1_no_bwd(&Op { lin: self, gelu })

@@ -143,7 +143,7 @@ impl IvtModel {
 
     /// Token 0 (CLS) of [`IvtModel::encode`]'s output, `[B, D]`, computed without the rest: in
     /// the last block only the class token attends (to every token) and goes through the
-    /// feed-forward layer, which leaves out about a twelfth of the pass. Each row is the same
+    /// feed-forward layer, which leaves out about 6 % of the pass. Each row is the same
     /// arithmetic as in `encode`.
     pub fn encode_cls(
         &self,

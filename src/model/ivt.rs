@@ -190,20 +190,24 @@ impl IvtModel {
 
     /// Every output token of images `[B, 3, H, W]` (normalised pixels): `[B, N, D]`.
     pub fn forward_image(&self, pixels: &Tensor) -> Result<Tensor> {
-        let rows = self.config.num_image_tokens();
-        self.in_sub_batches(&[pixels], rows, |t| {
-            let tokens = self.embed_image(&t[0])?;
-            self.encode(&tokens, None, Modality::Image, Pass::Infer)
-        })
+        self.image_pass(pixels, false)
     }
 
     /// The class token's output of images `[B, 3, H, W]`: `[B, D]` (see
     /// [`IvtModel::encode_cls`]).
     pub fn forward_image_cls(&self, pixels: &Tensor) -> Result<Tensor> {
+        self.image_pass(pixels, true)
+    }
+
+    /// An inference pass over images in sub-batches: every token, or the class token's only.
+    fn image_pass(&self, pixels: &Tensor, cls_only: bool) -> Result<Tensor> {
         let rows = self.config.num_image_tokens();
         self.in_sub_batches(&[pixels], rows, |t| {
             let tokens = self.embed_image(&t[0])?;
-            self.encode_cls(&tokens, None, Modality::Image, Pass::Infer)
+            match cls_only {
+                true => self.encode_cls(&tokens, None, Modality::Image, Pass::Infer),
+                false => self.encode(&tokens, None, Modality::Image, Pass::Infer),
+            }
         })
     }
 

@@ -95,7 +95,7 @@ impl Encoder {
 
     /// Output tokens `[B, N, D]` of preprocessed images.
     pub fn image_tokens(&self, images: &[&Pixels]) -> Result<Tensor, ModelError> {
-        let x = to_tensor(images, self.device())?.to_dtype(self.model.dtype())?;
+        let x = self.pixel_batch(images)?;
         let _one_pool = self.one_thread_pool();
         Ok(self.model.forward_image(&x)?)
     }
@@ -108,15 +108,19 @@ impl Encoder {
         let cls = self
             .model
             .forward_text_cls(&batch.input_ids, &batch.attention_mask)?;
-        Ok(l2_normalize(&cls.to_dtype(DType::F32)?)?)
+        normalized(&cls)
     }
 
     /// L2-normalised class-token embeddings of preprocessed images.
     fn image_embeddings(&self, images: &[&Pixels]) -> Result<Tensor, ModelError> {
-        let x = to_tensor(images, self.device())?.to_dtype(self.model.dtype())?;
+        let x = self.pixel_batch(images)?;
         let _one_pool = self.one_thread_pool();
-        let cls = self.model.forward_image_cls(&x)?;
-        Ok(l2_normalize(&cls.to_dtype(DType::F32)?)?)
+        normalized(&self.model.forward_image_cls(&x)?)
+    }
+
+    /// Preprocessed images as one batch on the network's device, in its dtype.
+    fn pixel_batch(&self, images: &[&Pixels]) -> Result<Tensor, ModelError> {
+        Ok(to_tensor(images, self.device())?.to_dtype(self.model.dtype())?)
     }
 
     /// Keeps a pass's parallelism in one thread pool (see [`super::cpu::one_thread_pool`]).
@@ -180,4 +184,9 @@ pub fn weights_dtype(compute: DType, device: &Device) -> DType {
     } else {
         compute
     }
+}
+
+/// Class-token outputs `[B, D]` as the L2-normalised f32 embeddings retrieval ranks by.
+fn normalized(cls: &Tensor) -> Result<Tensor, ModelError> {
+    Ok(l2_normalize(&cls.to_dtype(DType::F32)?)?)
 }

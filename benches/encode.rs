@@ -1,7 +1,7 @@
 //! `cargo bench --bench encode`: the encoder benchmark of `ivt bench encode` (full-size `ivt-base`
 //! with random weights on CPU), for those who prefer cargo's entry point.
 
-use ivt::cli::bench::{run, BenchCommand, EncodeBenchArgs};
+use ivt::cli::bench::{run, BenchCommand, EncodeBenchArgs, InputKind};
 
 fn main() -> anyhow::Result<()> {
     let seconds = std::env::var("IVT_BENCH_SECONDS")
@@ -15,5 +15,6 @@ fn main() -> anyhow::Result<()> {
         seconds,
         batch_sizes: vec![1, 16],
         text_tokens: 64,
+        inputs: vec![InputKind::Image, InputKind::Text],
     }))
 }

@@ -52,6 +52,18 @@ pub struct EncodeBenchArgs {
     /// Text length in tokens, [CLS] and [SEP] included.
     #[arg(long, default_value_t = 64)]
     pub text_tokens: usize,
+    /// Inputs to measure: image, text or both (one alone, e.g. to profile it).
+    #[arg(long, value_delimiter = ',', default_value = "image,text")]
+    pub inputs: Vec<InputKind>,
+}
+
+/// An input kind `ivt bench encode` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputKind {
+    /// Images at the model's input size.
+    Image,
+    /// Texts of `--text-tokens` tokens.
+    Text,
 }
 
 /// Runs a benchmark.
@@ -135,11 +147,16 @@ fn encode_rows(
     let (pixels, text) = sample_inputs(cfg, args.text_tokens);
     let mut rows = Vec::new();
     for &bs in &args.batch_sizes {
-        let imgs: Vec<&Pixels> = vec![&pixels; bs];
-        let per_s = measure(args.seconds, bs, || encoder.embed_pixels(&imgs).map(|_| ()))?;
-        let gflops = per_s * cfg.image_flops() / 1e9;
-        eprintln!("images  batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s");
-        rows.push(serde_json::json!({"input": "image", "batch": bs, "per_second": per_s, "gflops": gflops}));
+        if args.inputs.contains(&InputKind::Image) {
+            let imgs: Vec<&Pixels> = vec![&pixels; bs];
+            let per_s = measure(args.seconds, bs, || encoder.embed_pixels(&imgs).map(|_| ()))?;
+            let gflops = per_s * cfg.image_flops() / 1e9;
+            eprintln!("images  batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s");
+            rows.push(serde_json::json!({"input": "image", "batch": bs, "per_second": per_s, "gflops": gflops}));
+        }
+        if !args.inputs.contains(&InputKind::Text) {
+            continue;
+        }
         let txts: Vec<&Tokenized> = vec![&text; bs];
         let per_s = measure(args.seconds, bs, || {
             encoder.embed_tokenized(&txts).map(|_| ())

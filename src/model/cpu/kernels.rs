@@ -86,6 +86,28 @@ pub fn pack_weight_strided(
     let steps = k.div_ceil(precision.k_per_step());
     let panels = n.div_ceil(NR);
     let mut out = vec![0u32; panels * steps * NR];
+    if precision == Precision::F32 {
+        // Attention packs a key and a value block per head and sample: plain copies in the
+        // order that reads `w` contiguously (keys by output, values by step).
+        for (p, panel) in out.chunks_exact_mut(steps * NR).enumerate() {
+            let cols = (n - p * NR).min(NR);
+            if cs == 1 {
+                for c in 0..cols {
+                    let row = &w[(p * NR + c) * rs..][..k];
+                    for (s, &v) in row.iter().enumerate() {
+                        panel[s * NR + c] = v.to_bits();
+                    }
+                }
+            } else {
+                for (s, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (c, d) in dst[..cols].iter_mut().enumerate() {
+                        *d = w[(p * NR + c) * rs + s * cs].to_bits();
+                    }
+                }
+            }
+        }
+        return (out, steps);
+    }
     for j in 0..n {
         let (p, c) = (j / NR, j % NR);
         let at = |i: usize| w[j * rs + i * cs];

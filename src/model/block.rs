@@ -188,13 +188,13 @@ impl Block {
             // Inference: the residual adds go into the output projections (fused with packed
             // weights).
             let x = self.attn.forward(
-                &self.norm1.forward(x)?,
+                &layer_norm(&self.norm1, x, pass)?,
                 mask,
                 pass,
                 Some(&residual),
                 cls_only,
             )?;
-            return mlp.forward(&self.norm2.forward(&x)?, pass, Some(&x));
+            return mlp.forward(&layer_norm(&self.norm2, &x, pass)?, pass, Some(&x));
         };
         let h = self.attn.forward(
             &layer_norm(&self.norm1, x, pass)?,
@@ -209,9 +209,13 @@ impl Block {
     }
 }
 
-/// LayerNorm: candle-nn's fused kernel in inference; in training built from primitive ops,
-/// because the fused kernel has no backward pass (it would cut the graph).
+/// LayerNorm: on the CPU fast path one vectorised operation, elsewhere in inference candle-nn's
+/// fused kernel; in training built from primitive ops, because the fused kernel has no backward
+/// pass (it would cut the graph).
 pub(super) fn layer_norm(ln: &LayerNorm, x: &Tensor, pass: Pass) -> Result<Tensor> {
+    if cpu::fast_path(x, pass) {
+        return cpu::layer_norm(x, ln.weight(), ln.bias(), ln.eps());
+    }
     match (pass, ln.bias()) {
         (Pass::Train(_), Some(bias)) => composed_layer_norm(ln, bias, x),
         _ => ln.forward(x),

@@ -11,6 +11,7 @@ mod gelu;
 pub mod kernels;
 #[cfg(feature = "mkl")]
 mod mkl;
+mod norm;
 pub mod packed;
 mod storage;
 #[cfg(test)]
@@ -22,6 +23,7 @@ use super::Pass;
 
 pub use attention::self_attention;
 pub use gelu::gelu_erf;
+pub use norm::layer_norm;
 
 /// Whether the network's weights on `device` in `dtype` can serve fast-path passes (f32 on the
 /// CPU): the one condition on the weights behind [`fast_path`].

@@ -12,7 +12,9 @@
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::kernels::{self, Precision};
+#[cfg(target_arch = "x86_64")]
+use super::kernels;
+use super::kernels::Precision;
 use super::storage::SharedOut;
 
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as

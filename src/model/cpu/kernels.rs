@@ -236,6 +236,7 @@ unsafe fn pack_row_bf16_avx512(row: &[f32], out: &mut [u32]) {
 
 /// What the micro-tile adds to the products and does after them.
 #[derive(Clone, Copy)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct Epilogue {
     /// `NR` bias values of this panel (zero past `n`).
     pub bias: *const f32,

@@ -28,6 +28,7 @@ const NC_PANELS: usize = 1;
 
 /// A linear layer's weight `[out, in]` packed for `x W^T + b`.
 #[derive(Debug)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub struct PackedLinear {
     precision: Precision,
     words: Vec<u32>,

@@ -306,7 +306,7 @@ mod tests {
     use candle_core::{Device, Tensor, D};
 
     use super::{self_attention, Precision};
-    use crate::model::cpu::testing::max_diff;
+    use crate::model::cpu::testing::{fixed_values, max_diff};
 
     /// Attention from candle's operations over the first `queries` tokens.
     fn composed(qkv: &Tensor, mask: &Tensor, heads: usize, scale: f64, queries: usize) -> Tensor {
@@ -355,16 +355,7 @@ mod tests {
     fn fused_attention_matches_candles_for_every_and_the_first_query() {
         let dev = Device::Cpu;
         let (b, n, heads, hd) = (3, 7, 4, 16);
-        // Fixed inputs (a verdict that does not change between runs): uniform in [-2, 2).
-        let mut state = 0x9e37_79b9_u32;
-        let values = (0..b * n * 3 * heads * hd)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 17;
-                state ^= state << 5;
-                (state >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0
-            })
-            .collect();
+        let values = fixed_values(b * n * 3 * heads * hd, 0x9e37_79b9, -2.0, 2.0);
         let qkv = Tensor::from_vec(values, (b, n, 3 * heads * hd), &dev).unwrap();
         // Sample 1 has two padding tokens, the others none.
         let mut mask = vec![0f32; b * n];

@@ -97,15 +97,15 @@ impl CustomOp1 for LayerNorm {
 mod tests {
     use candle_core::{Device, Module, Tensor};
 
-    use crate::model::cpu::testing::max_diff;
+    use crate::model::cpu::testing::{fixed_values, max_diff};
 
     #[test]
     fn matches_candles_layer_norm_and_is_exact_on_offset_rows() {
         let dev = Device::Cpu;
-        // 130 rows (two tasks and a part), 77 features (lanes and a tail).
-        let x = Tensor::randn(0f32, 1.0, (2, 65, 77), &dev).unwrap();
-        let w = Tensor::randn(1f32, 0.1, 77, &dev).unwrap();
-        let b = Tensor::randn(0f32, 0.1, 77, &dev).unwrap();
+        // Fixed inputs: 130 rows (two tasks and a part), 77 features (lanes and a tail).
+        let x = Tensor::from_vec(fixed_values(130 * 77, 7, -2.0, 2.0), (2, 65, 77), &dev).unwrap();
+        let w = Tensor::from_vec(fixed_values(77, 11, 0.8, 1.2), 77, &dev).unwrap();
+        let b = Tensor::from_vec(fixed_values(77, 13, -0.2, 0.2), 77, &dev).unwrap();
         let ln = candle_nn::LayerNorm::new(w.clone(), b.clone(), 1e-6);
         let got = super::layer_norm(&x, &w, Some(&b), 1e-6).unwrap();
         assert_eq!(got.dims(), x.dims());

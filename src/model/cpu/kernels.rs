@@ -108,22 +108,18 @@ pub fn pack_weight_strided(
         }
         return (out, steps);
     }
+    // bf16: each step holds a pair of inputs, the odd last one paired with zero.
     for j in 0..n {
         let (p, c) = (j / NR, j % NR);
         let at = |i: usize| w[j * rs + i * cs];
         for s in 0..steps {
-            out[(p * steps + s) * NR + c] = match precision {
-                Precision::F32 => at(s).to_bits(),
-                Precision::Bf16 => {
-                    let lo = bf16_bits(at(2 * s)) as u32;
-                    let hi = if 2 * s + 1 < k {
-                        bf16_bits(at(2 * s + 1)) as u32
-                    } else {
-                        0
-                    };
-                    lo | (hi << 16)
-                }
+            let lo = bf16_bits(at(2 * s)) as u32;
+            let hi = if 2 * s + 1 < k {
+                bf16_bits(at(2 * s + 1)) as u32
+            } else {
+                0
             };
+            out[(p * steps + s) * NR + c] = lo | (hi << 16);
         }
     }
     (out, steps)

@@ -15,6 +15,7 @@ use rayon::prelude::*;
 #[cfg(target_arch = "x86_64")]
 use super::kernels;
 use super::kernels::Precision;
+use super::lanes;
 use super::storage::SharedOut;
 
 /// Multi-head self-attention over `qkv` `[B, N, 3C]` (the qkv projection's output, laid out as
@@ -173,29 +174,9 @@ fn softmax_row_generic(row: &mut [f32], scale: f32, mask: Option<&[f32]>) {
             .for_each(|(s, m)| *s = *s * scale + m),
         None => row.iter_mut().for_each(|s| *s *= scale),
     }
-    // Sixteen partial maxima and sums (vector lanes): a single running one would not vectorise.
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let chunks = row.chunks_exact(16);
-    let tail = chunks
-        .remainder()
-        .iter()
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    for chunk in chunks {
-        lanes
-            .iter_mut()
-            .zip(chunk)
-            .for_each(|(l, &v)| *l = l.max(v));
-    }
-    let max = lanes.iter().copied().fold(tail, f32::max);
+    let max = lanes::max(row);
     row.iter_mut().for_each(|s| *s = exp(*s - max));
-    let mut lanes = [0f32; 16];
-    let chunks = row.chunks_exact(16);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += v);
-    }
-    let inv = 1.0 / (lanes.iter().sum::<f32>() + tail);
+    let inv = 1.0 / lanes::sum(row, |v| v);
     row.iter_mut().for_each(|s| *s *= inv);
 }
 

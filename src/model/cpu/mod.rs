@@ -9,6 +9,7 @@
 mod attention;
 mod gelu;
 pub mod kernels;
+mod lanes;
 #[cfg(feature = "mkl")]
 mod mkl;
 mod norm;

@@ -9,10 +9,10 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::lanes;
+
 /// Rows per task: enough work per task to amortise the pool (768 features: ~0.2 MiB).
 const ROWS_PER_TASK: usize = 64;
-/// Independent partial sums per row (vector lanes the compiler maps them to).
-const LANES: usize = 16;
 
 /// `(x - mean) / sqrt(var + eps) * weight + bias` over the last dimension of f32 `x` on the CPU.
 pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
@@ -41,24 +41,11 @@ struct LayerNorm {
     eps: f32,
 }
 
-/// Sum of `f(v)` over `values`, in [`LANES`] independent partial sums.
-fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut acc = [0f32; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += f(v);
-        }
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 impl LayerNorm {
     fn row(&self, src: &[f32], dst: &mut [std::mem::MaybeUninit<f32>]) {
         let n = src.len() as f32;
-        let mean = lane_sum(src, |v| v) / n;
-        let var = lane_sum(src, |v| (v - mean) * (v - mean)) / n;
+        let mean = lanes::sum(src, |v| v) / n;
+        let var = lanes::sum(src, |v| (v - mean) * (v - mean)) / n;
         let inv_std = (var + self.eps).sqrt().recip();
         for (((d, &s), &w), &b) in dst.iter_mut().zip(src).zip(&self.weight).zip(&self.bias) {
             d.write((s - mean) * inv_std * w + b);

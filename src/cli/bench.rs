@@ -154,19 +154,18 @@ fn encode_rows(
             eprintln!("images  batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s");
             rows.push(serde_json::json!({"input": "image", "batch": bs, "per_second": per_s, "gflops": gflops}));
         }
-        if !args.inputs.contains(&InputKind::Text) {
-            continue;
+        if args.inputs.contains(&InputKind::Text) {
+            let txts: Vec<&Tokenized> = vec![&text; bs];
+            let per_s = measure(args.seconds, bs, || {
+                encoder.embed_tokenized(&txts).map(|_| ())
+            })?;
+            let gflops = per_s * cfg.text_flops(args.text_tokens) / 1e9;
+            eprintln!(
+                "texts   batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s ({} tokens)",
+                args.text_tokens
+            );
+            rows.push(serde_json::json!({"input": "text", "batch": bs, "tokens": args.text_tokens, "per_second": per_s, "gflops": gflops}));
         }
-        let txts: Vec<&Tokenized> = vec![&text; bs];
-        let per_s = measure(args.seconds, bs, || {
-            encoder.embed_tokenized(&txts).map(|_| ())
-        })?;
-        let gflops = per_s * cfg.text_flops(args.text_tokens) / 1e9;
-        eprintln!(
-            "texts   batch {bs:>3}: {per_s:8.2}/s  {gflops:7.1} GFLOP/s ({} tokens)",
-            args.text_tokens
-        );
-        rows.push(serde_json::json!({"input": "text", "batch": bs, "tokens": args.text_tokens, "per_second": per_s, "gflops": gflops}));
     }
     Ok(rows)
 }
